@@ -1,0 +1,1 @@
+"""newsmt: self-hosted Hebrew/Arabic -> English news translation and summarisation service."""

@@ -1,0 +1,185 @@
+"""Content-hash segment cache over `diskcache`.
+
+Why diskcache: it is SQLite plus files, safe across threads *and processes* (the bulk CLI and a running server
+share one directory), has LRU size limits and atomic counters, and needs no server.
+
+Keys are sha256 digests over everything that can change an output: the cache schema version, the task, the model
+id and its revision (a hub commit or a fingerprint of a local model's files), the generation settings and the
+normalised text. One edited sentence therefore misses only itself, and a model upgrade misses everything, which
+is what a user expects.
+
+A cache that cannot be opened or used (missing, corrupt, read-only, disk full) never fails a request: operations
+degrade to misses with one warning, and the cache is reopened after `retry_seconds`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+log = logging.getLogger(__name__)
+
+#: Bump when the meaning of cached values changes; old entries then simply miss.
+CACHE_SCHEMA_VERSION = 1
+
+_HITS_KEY = "__newsmt_stats__:hits"
+_MISSES_KEY = "__newsmt_stats__:misses"
+_CACHE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout, ValueError, TypeError, KeyError, EOFError)
+
+
+def cache_key(kind: str, task: str, model_id: str, revision: str, settings: Mapping[str, Any], text: str) -> str:
+    """Stable key for one cached output. JSON with sorted keys makes the digest independent of dict order."""
+    payload = json.dumps(
+        [CACHE_SCHEMA_VERSION, kind, task, model_id, revision, dict(settings), text],
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    directory: str
+    available: bool
+    entries: int
+    size_bytes: int
+    size_limit: int
+    hits: int
+    misses: int
+    error: str | None
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class SegmentCache:
+    """Thread- and process-safe string cache that degrades to 'always miss' instead of failing."""
+
+    def __init__(self, directory: Path, size_limit: int, retry_seconds: float = 30.0):
+        self.directory = Path(directory)
+        self.size_limit = size_limit
+        self.retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._cache: diskcache.Cache | None = None
+        self._error: str | None = None
+        self._next_retry = 0.0
+        self._open()
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def _open(self) -> diskcache.Cache | None:
+        try:
+            cache = diskcache.Cache(str(self.directory), size_limit=self.size_limit, timeout=5)
+            cache.get(_HITS_KEY)  # touch the database: a corrupt file fails here, not on first real use
+        except _CACHE_ERRORS as exc:
+            self._degrade(f"cannot open cache at {self.directory}: {exc}")
+            return None
+        self._cache = cache
+        if self._error is not None:
+            log.warning("cache at %s is usable again", self.directory)
+        self._error = None
+        return cache
+
+    def _degrade(self, reason: str) -> None:
+        if self._error is None:
+            log.warning("%s; continuing without cache (retrying every %.0fs)", reason, self.retry_seconds)
+        self._error = reason
+        broken, self._cache = self._cache, None
+        if broken is not None:
+            with contextlib.suppress(*_CACHE_ERRORS):
+                broken.close()
+        self._next_retry = time.monotonic() + self.retry_seconds
+
+    def _usable(self) -> diskcache.Cache | None:
+        with self._lock:
+            if self._cache is None and time.monotonic() >= self._next_retry:
+                self._open()
+            return self._cache
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
+
+    @property
+    def available(self) -> bool:
+        return self._usable() is not None
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    # -- operations ----------------------------------------------------------------------------------------
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """Cached values for the keys that hit; counts hits and misses. Non-string values count as misses."""
+        keys = list(dict.fromkeys(keys))
+        cache = self._usable()
+        found: dict[str, str] = {}
+        if cache is not None:
+            try:
+                for key in keys:
+                    value = cache.get(key)
+                    if isinstance(value, str):
+                        found[key] = value
+                self._count(cache, hits=len(found), misses=len(keys) - len(found))
+            except _CACHE_ERRORS as exc:
+                self._degrade(f"cache read failed: {exc}")
+                return {}
+        return found
+
+    def set_many(self, items: Mapping[str, str]) -> None:
+        cache = self._usable()
+        if cache is None or not items:
+            return
+        try:
+            with cache.transact():
+                for key, value in items.items():
+                    cache.set(key, value)
+        except _CACHE_ERRORS as exc:
+            self._degrade(f"cache write failed: {exc}")
+
+    def _count(self, cache: diskcache.Cache, hits: int, misses: int) -> None:
+        if hits:
+            cache.incr(_HITS_KEY, hits)
+        if misses:
+            cache.incr(_MISSES_KEY, misses)
+
+    def stats(self) -> CacheStats:
+        cache = self._usable()
+        if cache is None:
+            return CacheStats(str(self.directory), False, 0, 0, self.size_limit, 0, 0, self._error)
+        try:
+            return CacheStats(
+                directory=str(self.directory),
+                available=True,
+                entries=max(0, len(cache) - sum(1 for k in (_HITS_KEY, _MISSES_KEY) if k in cache)),
+                size_bytes=int(cache.volume()),
+                size_limit=self.size_limit,
+                hits=int(cache.get(_HITS_KEY, 0)),
+                misses=int(cache.get(_MISSES_KEY, 0)),
+                error=None,
+            )
+        except _CACHE_ERRORS as exc:
+            self._degrade(f"cache stats failed: {exc}")
+            return self.stats()
+
+    def clear(self) -> int:
+        """Remove every entry and reset the counters; returns how many entries were removed."""
+        cache = self._usable()
+        if cache is None:
+            raise OSError(f"cache at {self.directory} is unavailable: {self._error}")
+        return int(cache.clear())

@@ -1,0 +1,47 @@
+"""The one interface every inference backend implements.
+
+Engines know nothing of caching, HTTP or files: they turn a batch of source segments into a batch of outputs.
+The pipeline owns dedupe, ordering, batching and the cache, so each new backend is only load + generate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Every knob that changes an output; all of it goes into the cache key."""
+
+    beam_size: int
+    max_output_tokens: int
+    max_input_tokens: int
+
+    def key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Engine(Protocol):
+    """A loaded seq2seq model ready to generate."""
+
+    #: Name of the backend, e.g. "transformers" or "ctranslate2", with precision where it matters.
+    backend: str
+    #: Longest sequence the model's position tables allow, on either side.
+    max_positions: int
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Source-side token counts (including special tokens), used to split segments that would not fit."""
+        ...
+
+    def generate(self, texts: list[str], settings: GenerationSettings) -> list[str]:
+        """One output per input, in order."""
+        ...
+
+    def memory_bytes(self) -> int:
+        """Approximate memory held by the weights."""
+        ...
+
+    def close(self) -> None:
+        """Free the weights (unload)."""
+        ...

@@ -1,0 +1,265 @@
+"""The one translation pipeline that the HTTP API and the bulk CLI both call.
+
+clean -> detect -> segment -> cache lookup -> batched inference for misses only -> cache store -> join.
+
+Cache units are whole sentences (after normalisation), so one edited sentence re-translates only itself. A
+sentence longer than the model's input limit is split into pieces for inference only and cached under the whole
+sentence's key, which keeps lookups free of any tokenizer: a fully cached article never loads a model. The whole
+article's result is cached too, so a repeated article costs one lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cache import SegmentCache, cache_key
+from .config import SOURCE_LANGUAGES, TARGET_LANGUAGE, Settings, translation_task
+from .engines.base import GenerationSettings
+from .errors import EmptyText, InputTooLarge, InvalidInput, NewsMTError, UnsupportedLanguage
+from .langid import detect_language
+from .manager import ModelManager
+from .model_store import ResolvedModel
+from .textproc import clean_document, join_paragraphs, split_sentences, split_to_fit
+
+log = logging.getLogger(__name__)
+
+#: A paragraph's own detection overrides the document's only when it is this sure and this long (mixed texts).
+PARAGRAPH_OVERRIDE_CONFIDENCE = 0.95
+PARAGRAPH_OVERRIDE_MIN_CHARS = 40
+SOURCE_CHOICES = ("auto", *SOURCE_LANGUAGES, TARGET_LANGUAGE)
+
+
+@dataclass
+class ParagraphResult:
+    source: str
+    translation: str
+    language: str
+
+
+@dataclass
+class ArticleResult:
+    """What a user gets back for one article: the translation or an error, with cache and model metadata."""
+
+    id: str
+    translation: str | None = None
+    paragraphs: list[ParagraphResult] = field(default_factory=list)
+    detected_language: str | None = None
+    language_confidence: float | None = None
+    source_url: str | None = None
+    segments: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    models: list[dict[str, str]] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+    error: NewsMTError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Segment:
+    article: int
+    paragraph: int
+    task: str
+    text: str
+    key: str = ""
+
+
+@dataclass
+class _Work:
+    """Per-article state while a batch of articles moves through the pipeline."""
+
+    result: ArticleResult
+    paragraphs: list[str]
+    separator: str
+    languages: list[str]
+    doc_key: str = ""
+    segments: list[_Segment] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, manager: ModelManager, cache: SegmentCache,
+                 on_batch: Callable[[str, int, int], None] | None = None):
+        self.settings = settings
+        self.manager = manager
+        self.cache = cache
+        self._on_batch = on_batch  # (task, segments, source tokens) for metrics
+
+    def generation_settings(self, beam_size: int | None = None) -> GenerationSettings:
+        return GenerationSettings(
+            beam_size=beam_size or self.settings.beam_size,
+            max_output_tokens=self.settings.max_output_tokens,
+            max_input_tokens=self.settings.max_input_tokens,
+        )
+
+    # -- public ----------------------------------------------------------------------------------------------
+    def translate(self, texts: Sequence[str], source: str = "auto", *, ids: Sequence[str] | None = None,
+                  beam_size: int | None = None) -> list[ArticleResult]:
+        """Translate many articles together (their misses share batches). Per-article problems come back as
+        `ArticleResult.error`; one bad article never fails the others."""
+        if source not in SOURCE_CHOICES:
+            raise InvalidInput(f"source must be one of {', '.join(SOURCE_CHOICES)}, got '{source}'")
+        started = time.perf_counter()
+        gen = self.generation_settings(beam_size)
+        ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
+        works: list[_Work] = []
+        for article_id, text in zip(ids, texts, strict=True):
+            result = ArticleResult(id=article_id)
+            try:
+                works.append(self._prepare(result, text, source, gen))
+            except NewsMTError as exc:
+                result.error = exc
+                works.append(_Work(result, [], "\n", []))
+        pending = [w for w in works if w.result.ok and w.result.translation is None]
+        self._translate_segments(pending, gen)
+        elapsed = (time.perf_counter() - started) * 1000
+        for work in works:
+            work.result.elapsed_ms = round(elapsed, 1)
+        return [w.result for w in works]
+
+    # -- stages ----------------------------------------------------------------------------------------------
+    def _prepare(self, result: ArticleResult, text: str, source: str, gen: GenerationSettings) -> _Work:
+        """Clean, detect, resolve models, try the article-level cache, and segment what still needs work."""
+        if len(text) > self.settings.max_input_chars:
+            raise InputTooLarge(
+                f"text has {len(text)} characters; the limit is {self.settings.max_input_chars} "
+                "(NEWSMT_MAX_INPUT_CHARS)"
+            )
+        if not text.strip():
+            raise EmptyText("text is empty")
+        doc = clean_document(text)
+        if not doc.paragraphs:
+            raise EmptyText("text has nothing to translate once boilerplate is removed")
+        result.source_url = doc.source_url
+        languages = self._languages(result, doc.paragraphs, source)
+        work = _Work(result, doc.paragraphs, doc.separator, languages)
+        tasks = sorted({translation_task(lang) for lang in languages if lang != TARGET_LANGUAGE})
+        models = {task: self.manager.resolve(task) for task in tasks}
+        result.models = [{"task": t, "model_id": m.model_id, "revision": m.revision} for t, m in models.items()]
+        work.doc_key = cache_key("article", ",".join(tasks), "|".join(m.model_id for m in models.values()),
+                                 "|".join(m.revision for m in models.values()), self._key_settings(gen, models),
+                                 json.dumps([doc.separator, languages, doc.paragraphs], ensure_ascii=False))
+        cached = self.cache.get_many([work.doc_key]).get(work.doc_key)
+        if cached is not None and self._apply_cached_article(work, cached):
+            return work
+        for p, (paragraph, lang) in enumerate(zip(doc.paragraphs, languages, strict=True)):
+            if lang == TARGET_LANGUAGE:
+                continue
+            task = translation_task(lang)
+            for sentence in split_sentences(paragraph, lang):
+                key = cache_key("segment", task, models[task].model_id, models[task].revision,
+                                self._key_settings(gen, {task: models[task]}), sentence)
+                work.segments.append(_Segment(len(work.segments), p, task, sentence, key))
+        result.segments = len(work.segments)
+        return work
+
+    def _languages(self, result: ArticleResult, paragraphs: list[str], source: str) -> list[str]:
+        """One language per paragraph: the explicit source, else the document's detected language, overridden by a
+        paragraph's own detection only when it is confident and supported (mixed-language articles)."""
+        if source != "auto":
+            result.detected_language, result.language_confidence = source, 1.0
+            return [source] * len(paragraphs)
+        supported = (*SOURCE_LANGUAGES, TARGET_LANGUAGE)
+        doc = detect_language("\n".join(paragraphs))
+        result.detected_language, result.language_confidence = doc.lang, round(doc.confidence, 4)
+        if doc.lang not in supported:
+            raise UnsupportedLanguage(doc.lang, supported)
+        languages = []
+        for paragraph in paragraphs:
+            lang = doc.lang
+            if len(paragraph) >= PARAGRAPH_OVERRIDE_MIN_CHARS:
+                own = detect_language(paragraph)
+                if own.lang in supported and own.confidence >= PARAGRAPH_OVERRIDE_CONFIDENCE:
+                    lang = own.lang
+            languages.append(lang)
+        return languages
+
+    def _key_settings(self, gen: GenerationSettings, models: dict[str, ResolvedModel]) -> dict[str, Any]:
+        return {**gen.key(), "variants": [self.manager.variant(task) for task in models]}
+
+    def _apply_cached_article(self, work: _Work, cached: str) -> bool:
+        try:
+            data = json.loads(cached)
+            translations, segments = data["paragraphs"], int(data["segments"])
+        except (ValueError, KeyError, TypeError):
+            return False  # unreadable entry: recompute rather than serve something wrong
+        if not isinstance(translations, list) or len(translations) != len(work.paragraphs):
+            return False
+        self._finish(work, [str(t) for t in translations])
+        work.result.segments = work.result.cache_hits = segments
+        return True
+
+    def _translate_segments(self, works: list[_Work], gen: GenerationSettings) -> None:
+        """Look every segment up at once, send only the distinct misses to the engines, store, join."""
+        segments = [s for w in works for s in w.segments]
+        found = self.cache.get_many(s.key for s in segments)
+        misses: dict[str, dict[str, str]] = defaultdict(dict)  # task -> key -> text
+        for work in works:
+            for seg in work.segments:
+                if seg.key in found:
+                    work.result.cache_hits += 1
+                else:
+                    work.result.cache_misses += 1
+                    misses[seg.task][seg.key] = seg.text
+        failed: dict[str, NewsMTError] = {}
+        for task, by_key in misses.items():
+            try:
+                outputs = self._infer(task, list(by_key.values()), gen)
+            except NewsMTError as exc:
+                failed[task] = exc
+                continue
+            produced = dict(zip(by_key, outputs, strict=True))
+            self.cache.set_many(produced)
+            found.update(produced)
+        for work in works:
+            broken = next((failed[s.task] for s in work.segments if s.task in failed), None)
+            if broken is not None:
+                work.result.error = broken
+                continue
+            by_paragraph: dict[int, list[str]] = defaultdict(list)
+            for seg in work.segments:
+                by_paragraph[seg.paragraph].append(found[seg.key])
+            translations = [
+                " ".join(by_paragraph[p]) if lang != TARGET_LANGUAGE else paragraph
+                for p, (paragraph, lang) in enumerate(zip(work.paragraphs, work.languages, strict=True))
+            ]
+            self._finish(work, translations)
+            self.cache.set_many({work.doc_key: json.dumps(
+                {"paragraphs": translations, "segments": len(work.segments)}, ensure_ascii=False)})
+
+    def _finish(self, work: _Work, translations: list[str]) -> None:
+        work.result.paragraphs = [
+            ParagraphResult(src, tgt, lang)
+            for src, tgt, lang in zip(work.paragraphs, translations, work.languages, strict=True)
+        ]
+        work.result.translation = join_paragraphs(translations, work.separator)
+
+    def _infer(self, task: str, texts: list[str], gen: GenerationSettings) -> list[str]:
+        """Distinct sentences in, one output each. Over-long sentences are split to fit the model and their
+        pieces re-joined; pieces are sorted by length so each batch pads little."""
+        engine = self.manager.engine(task)
+        limit = min(gen.max_input_tokens, engine.max_positions)
+        pieces_of: list[list[str]] = []
+        for text in texts:
+            # A sentencepiece token covers at least one character, so short sentences need no counting.
+            if len(text) + 2 <= limit:
+                pieces_of.append([text])
+            else:
+                pieces_of.append(split_to_fit(text, limit, lambda s: engine.count_tokens([s])[0]))
+        unique = sorted({p for pieces in pieces_of for p in pieces}, key=len)
+        translated: dict[str, str] = {}
+        size = self.settings.batch_size
+        for start in range(0, len(unique), size):
+            batch = unique[start:start + size]
+            translated.update(zip(batch, engine.generate(batch, gen), strict=True))
+            if self._on_batch is not None:
+                self._on_batch(task, len(batch), sum(engine.count_tokens(batch)))
+        return [" ".join(translated[p] for p in pieces) for pieces in pieces_of]
