@@ -152,7 +152,7 @@ def _classify_line(line: str, removed: list[str], sources: list[str]) -> str | N
     m = _SOURCE_RE.match(line)
     if m:
         if m.group("url"):
-            sources.append(m.group("url"))
+            sources.append(m.group("url").rstrip(".,;)"))
         removed.append(f"source line: {_short(line)}")
         return None
     if _COMMENT_RE.match(line):

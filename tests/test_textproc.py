@@ -196,6 +196,7 @@ def test_comment_counters_removed(line):
     [
         ("Source: https://example.com/a?b=1", "https://example.com/a?b=1"),
         ("SOURCE : <https://example.com/x>", "https://example.com/x"),
+        ("Source: https://example.com/x.html.", "https://example.com/x.html"),
         ("المصدر: https://vietnamnet.vn/a.html", "https://vietnamnet.vn/a.html"),
         ("מקור: https://tuoitre.vn/b.htm", "https://tuoitre.vn/b.htm"),
         ("مصدر: www.example.org/story", "www.example.org/story"),
