@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,16 @@ from typing import Any
 from tqdm import tqdm
 
 from .errors import InvalidInput, NewsMTError
-from .pipeline import ArticleResult, Pipeline
+from .pipeline import ArticleResult, ParagraphResult, Pipeline
+from .report import ReportArticle, render_report
+from .summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
 
 INPUT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIX = ".jsonl"
 RESULTS_FILE = "results.jsonl"
+OUTPUT_MODE = 0o644
+TRANSLATION_SUFFIX = ".en.txt"
+SUMMARY_SUFFIX = ".summary.txt"
 _UNSAFE = re.compile(r"[^\w.-]+")
 
 
@@ -37,6 +43,10 @@ class ArticleSource:
     output_name: str
     text: str | None = None
     line: int | None = None
+
+    @property
+    def summary_name(self) -> str:
+        return self.output_name.removesuffix(TRANSLATION_SUFFIX) + SUMMARY_SUFFIX
 
     def read(self) -> str:
         if self.text is not None:
@@ -70,7 +80,7 @@ def discover(paths: Sequence[Path]) -> list[ArticleSource]:
             if file.suffix.lower() == JSONL_SUFFIX:
                 sources.extend(_jsonl_articles(file, stem))
             else:
-                sources.append(ArticleSource(stem, file, f"{stem}.en.txt"))
+                sources.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}"))
     seen: dict[str, Path] = {}
     for src in sources:
         if src.id in seen:
@@ -92,7 +102,7 @@ def _jsonl_articles(file: Path, stem: str) -> Iterator[ArticleSource]:
             if not isinstance(text, str):
                 raise InvalidInput(f"{file}:{number}: 'text' must be a string")
             article = _safe(str(record.get("id", number)))
-            yield ArticleSource(f"{stem}/{article}", file, f"{stem}/{article}.en.txt", text, number)
+            yield ArticleSource(f"{stem}/{article}", file, f"{stem}/{article}{TRANSLATION_SUFFIX}", text, number)
 
 
 def write_atomic(path: Path, content: str) -> None:
@@ -100,6 +110,7 @@ def write_atomic(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, OUTPUT_MODE)  # mkstemp creates 0600; outputs are ordinary shareable files
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(content)
             fh.flush()
@@ -135,6 +146,17 @@ def result_record(src: ArticleSource, result: ArticleResult, output: str | None)
     return record
 
 
+def summary_fields(out: Path, src: ArticleSource, summary: SummaryResult) -> dict[str, Any]:
+    """Write NAME.summary.txt (atomically) and return what results.jsonl says about the summary."""
+    fields: dict[str, Any] = {"summary": summary.summary, "summary_output": None, "summarizer": summary.describe()}
+    if summary.ok and summary.summary is not None:
+        write_atomic(out / src.summary_name, summary.summary + "\n")
+        fields["summary_output"] = src.summary_name
+    elif summary.error is not None:
+        fields["summary_error"] = error_dict(summary.error)
+    return fields
+
+
 @dataclass
 class BulkSummary:
     articles: int = 0
@@ -143,6 +165,8 @@ class BulkSummary:
     cache_hits: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: Summaries written, by the engine that made them ("lexrank" or the model id).
+    summary_engines: Counter[str] = field(default_factory=Counter)
 
     @property
     def hit_rate(self) -> float:
@@ -150,11 +174,21 @@ class BulkSummary:
 
 
 def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Path, *, source_lang: str = "auto",
-                   beam_size: int | None = None, progress: bool | None = None) -> BulkSummary:
-    """Translate every article, writing NAME.en.txt files and results.jsonl under `out`."""
+                   beam_size: int | None = None, progress: bool | None = None,
+                   summarizer: Summarizer | None = None, summary_options: SummaryOptions | None = None,
+                   write_translations: bool = True, report: Path | None = None) -> BulkSummary:
+    """Translate every article, writing NAME.en.txt files and results.jsonl under `out`. With a summarizer, also
+    NAME.summary.txt and the summary in each record; `write_translations=False` writes summaries only. With
+    `report`, also one bilingual HTML file of the whole run (service/report.py)."""
+    if summarizer is not None:
+        summary_options = summary_options or SummaryOptions.from_settings(pipeline.settings)
+        if write_translations and summary_options.strategy == SUMMARIZE_THEN_TRANSLATE:
+            raise InvalidInput("summarize_then_translate translates only the picked sentences, so it cannot "
+                               "write whole translations; use translate_then_summarize")
     out.mkdir(parents=True, exist_ok=True)
     summary = BulkSummary()
     records: list[dict[str, Any]] = []
+    paragraphs: list[list[ParagraphResult]] = []  # per record, kept only for the report
     started = time.perf_counter()
     chunk = pipeline.settings.bulk_chunk_articles
     bar = tqdm(total=len(sources), unit="article", disable=None if progress is None else not progress,
@@ -170,17 +204,33 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
                 except (InvalidInput, OSError) as exc:
                     texts.append("")
                     unreadable[i] = ArticleResult(id=src.id, error=InvalidInput(str(exc)))
-            results = pipeline.translate(texts, source_lang, ids=[s.id for s in part], beam_size=beam_size)
-            for i, (src, result) in enumerate(zip(part, results, strict=True)):
+            ids = [s.id for s in part]
+            summaries: list[SummaryResult | None] = [None] * len(part)
+            if summarizer is None:
+                results = pipeline.translate(texts, source_lang, ids=ids, beam_size=beam_size)
+            else:
+                done = summarizer.summarize(texts, source_lang, ids=ids, beam_size=beam_size, options=summary_options)
+                results, summaries = [s.article for s in done], list(done)
+            for i, (src, result, summarized) in enumerate(zip(part, results, summaries, strict=True)):
                 result = unreadable.get(i, result)
                 output = None
-                if result.ok and result.translation is not None:
+                if i in unreadable:
+                    summarized = None
+                error = result.error or (summarized.error if summarized is not None else None)
+                if result.ok and result.translation is not None and write_translations:
                     write_atomic(out / src.output_name, result.translation + "\n")
                     output = src.output_name
-                else:
+                if error is not None:
                     summary.failed += 1
-                    summary.errors.append(f"{src.id}: {result.error}")
-                records.append(result_record(src, result, output))
+                    summary.errors.append(f"{src.id}: {error}")
+                record = result_record(src, result, output)
+                if summarized is not None:
+                    record.update(summary_fields(out, src, summarized), status="ok" if error is None else "error")
+                    if summarized.ok:
+                        summary.summary_engines[str(summarized.engine)] += 1
+                records.append(record)
+                if report is not None:
+                    paragraphs.append(result.paragraphs)
                 summary.articles += 1
                 summary.segments += result.segments
                 summary.cache_hits += result.cache_hits
@@ -190,4 +240,7 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
         bar.close()
     write_atomic(out / RESULTS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     summary.seconds = time.perf_counter() - started
+    if report is not None:
+        articles = [ReportArticle.from_record(r, p) for r, p in zip(records, paragraphs, strict=True)]
+        write_atomic(report, render_report(articles, summary))
     return summary

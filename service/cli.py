@@ -11,17 +11,19 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
 import typer
 
 from .bulk import discover, translate_tree
 from .cache import SegmentCache
-from .config import TASKS, Settings
+from .config import TASKS, Ct2Quantization, Settings
+from .convert import convert_model
 from .errors import NewsMTError
 from .manager import ModelManager
 from .model_store import ModelStore
 from .pipeline import SOURCE_CHOICES, Pipeline
+from .summarize import METHODS, STRATEGIES, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions
 
 app = typer.Typer(help="newsmt: translate Hebrew and Arabic news into English, with a content-hash disk cache.",
                   no_args_is_help=True, add_completion=False)
@@ -50,22 +52,65 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
                         format="%(levelname)s %(name)s: %(message)s")
 
 
+Paths = Annotated[list[Path], typer.Argument(help="Files or folders (*.txt, *.md, *.jsonl with a 'text' field).")]
+Source = Annotated[str, typer.Option(help=f"Source language: {'|'.join(SOURCE_CHOICES)}.")]
+BeamSize = Annotated[int | None, typer.Option(help="Override NEWSMT_BEAM_SIZE (translation).")]
+Progress = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")]
+
+
 @app.command()
 def translate(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (*.txt, *.md, *.jsonl with a 'text' field).")],
+    paths: Paths,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for NAME.en.txt and results.jsonl.")],
-    source: Annotated[str, typer.Option(help=f"Source language: {'|'.join(SOURCE_CHOICES)}.")] = "auto",
-    beam_size: Annotated[int | None, typer.Option(help="Override NEWSMT_BEAM_SIZE.")] = None,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")
-    ] = None,
+    source: Source = "auto",
+    beam_size: BeamSize = None,
+    progress: Progress = None,
+    with_summary: Annotated[bool, typer.Option(
+        "--summarize", help="Also summarize each translation: NAME.summary.txt and `summary` in results.jsonl "
+        "(engine per NEWSMT_SUMMARY_METHOD; extractive when no summary model is installed).")] = False,
+    report_path: Annotated[Path | None, typer.Option(
+        "--report", help="Also write one self-contained HTML file: source and English side by side per paragraph, "
+        "summaries, source URLs and run statistics.")] = None,
 ) -> None:
     """Bulk-translate articles; a rerun serves finished work from the cache."""
+    # The whole translation is written anyway, so its summary is made from it (never from picked sentences).
+    summary = {"strategy": TRANSLATE_THEN_SUMMARIZE} if with_summary else None
+    _bulk(paths, out, source=source, beam_size=beam_size, progress=progress, summary=summary,
+          report_path=report_path)
+
+
+@app.command()
+def summarize(
+    paths: Paths,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for NAME.summary.txt and results.jsonl.")],
+    source: Source = "auto",
+    method: Annotated[str | None, typer.Option(help=f"{'|'.join(METHODS)} (default NEWSMT_SUMMARY_METHOD).")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help=f"{'|'.join(STRATEGIES)} (default NEWSMT_SUMMARY_STRATEGY).")
+    ] = None,
+    max_words: Annotated[int | None, typer.Option(help="Override NEWSMT_SUMMARY_MAX_WORDS.")] = None,
+    ratio: Annotated[float | None, typer.Option(help="Also cap at this fraction of the article's words.")] = None,
+    max_sentences: Annotated[int | None, typer.Option(help="Override NEWSMT_SUMMARY_MAX_SENTENCES.")] = None,
+    beam_size: BeamSize = None,
+    progress: Progress = None,
+) -> None:
+    """Summarize articles in English (translating as the strategy needs); a rerun is served from the cache."""
+    summary = {"method": method, "strategy": strategy, "max_words": max_words, "ratio": ratio,
+               "max_sentences": max_sentences}
+    _bulk(paths, out, source=source, beam_size=beam_size, progress=progress, summary=summary,
+          write_translations=False)
+
+
+def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, progress: bool | None,
+          summary: dict[str, Any] | None, write_translations: bool = True, report_path: Path | None = None) -> None:
+    """What `translate` and `summarize` share: discover, run the tree, report; exit 1 if any article failed.
+    `summary` (SummaryOptions overrides) switches summaries on."""
     settings = _settings()
     if source not in SOURCE_CHOICES:
         raise _fail(f"--source must be one of {', '.join(SOURCE_CHOICES)}", 2)
     try:
         sources = discover(paths)
+        options = SummaryOptions.from_settings(settings, **summary) if summary is not None else None
     except NewsMTError as exc:
         raise _fail(str(exc), 2) from exc
     if not sources:
@@ -74,23 +119,44 @@ def translate(
     manager = ModelManager(settings)
     pipeline = Pipeline(settings, manager, cache)
     try:
-        summary = translate_tree(pipeline, sources, out, source_lang=source, beam_size=beam_size,
-                                 progress=progress)
+        report = translate_tree(pipeline, sources, out, source_lang=source, beam_size=beam_size, progress=progress,
+                                summarizer=Summarizer(pipeline) if options else None, summary_options=options,
+                                write_translations=write_translations, report=report_path)
     except OSError as exc:
         raise _fail(f"cannot write output under {out}: {exc}") from exc
     finally:
         manager.close()
         cache.close()
     loaded = manager.load_count
+    summaries = ", ".join(f"{engine} {n}" for engine, n in report.summary_engines.most_common()) or "none"
     typer.echo(
-        f"translated {summary.articles - summary.failed}/{summary.articles} articles in {summary.seconds:.1f}s; "
-        f"segments {summary.segments}, cache hits {summary.cache_hits} ({summary.hit_rate:.1%}); "
-        f"models loaded: {loaded or 'none'}; results: {out / 'results.jsonl'}"
+        f"{'translated' if write_translations else 'summarized'} {report.articles - report.failed}/"
+        f"{report.articles} articles in {report.seconds:.1f}s; "
+        f"segments {report.segments}, cache hits {report.cache_hits} ({report.hit_rate:.1%}); "
+        f"models loaded: {loaded or 'none'}; {f'summaries by: {summaries}; ' if options else ''}"
+        f"results: {out / 'results.jsonl'}"
     )
-    if summary.failed:
-        for line in dict.fromkeys(summary.errors):
+    if report_path is not None:
+        typer.echo(f"report: {report_path}")
+    if report.failed:
+        for line in dict.fromkeys(report.errors):
             typer.secho(f"failed: {line}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default NEWSMT_HOST: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default NEWSMT_PORT: 8000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes; each loads its own models.")] = 1,
+) -> None:
+    """Run the HTTP API (native /v1 and LibreTranslate-compatible routes) with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    # The factory string (not an app object) lets uvicorn start workers; each builds Settings from NEWSMT_* itself.
+    uvicorn.run("service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+                workers=workers)
 
 
 @models_app.command("list")
@@ -139,6 +205,28 @@ def models_import(
     except NewsMTError as exc:
         raise _fail(str(exc), 2) from exc
     typer.echo(f"imported {found.path} for {task} (revision {found.revision})")
+
+
+@models_app.command("convert")
+def models_convert(
+    task: Annotated[str, typer.Argument(help=f"One of: {', '.join(TASKS)}.")],
+    quantization: Annotated[str | None, typer.Option(
+        help=f"{'|'.join(get_args(Ct2Quantization))} (default: NEWSMT_CT2_QUANTIZATION, int8).")] = None,
+) -> None:
+    """Write a CTranslate2 copy of a task's installed model under the models folder; NEWSMT_BACKEND=auto (the
+    default) then runs it, and so does NEWSMT_BACKEND=ctranslate2."""
+    settings = _settings()
+    quantization = quantization or settings.ct2_quantization
+    if quantization not in get_args(Ct2Quantization):
+        raise _fail(f"--quantization must be one of {', '.join(get_args(Ct2Quantization))}", 2)
+    try:
+        resolved = ModelStore(settings).resolve(task)
+        converted = convert_model(settings.models_dir, resolved, quantization,
+                                  allow_pickle_weights=settings.allow_pickle_weights)
+    except NewsMTError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"converted {resolved.model_id} (revision {resolved.revision}) for {task} to CTranslate2 "
+               f"{quantization} at {converted.path}")
 
 
 @cache_app.command("stats")

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Backend = Literal["auto", "transformers", "ctranslate2"]
+#: Weight types `newsmt models convert` can write (CTranslate2's quantization names).
+Ct2Quantization = Literal["int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16", "float32"]
+CudaDtype = Literal["float16", "bfloat16", "float32"]
 
 #: Languages a translation task exists for; English is passed through untranslated.
 SOURCE_LANGUAGES: tuple[str, ...] = ("ar", "he")
 TARGET_LANGUAGE = "en"
+
+
+#: The abstractive summarizer's task name (`newsmt models pull summarize`).
+SUMMARIZE_TASK = "summarize"
+SummaryMethod = Literal["auto", "abstractive", "extractive"]
+SummaryStrategy = Literal["translate_then_summarize", "summarize_then_translate"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,8 @@ class TaskInfo:
 TASKS: dict[str, TaskInfo] = {
     "translate:ar-en": TaskInfo("translate:ar-en", "ar_en_model", "ar_en_revision", "ar", "en"),
     "translate:he-en": TaskInfo("translate:he-en", "he_en_model", "he_en_revision", "he", "en"),
+    # Optional: translation never resolves it, and without it summaries fall back to the extractive engine.
+    SUMMARIZE_TASK: TaskInfo(SUMMARIZE_TASK, "summary_model", "summary_revision", "en", "en"),
 }
 
 
@@ -58,7 +69,30 @@ class Settings(BaseSettings):
 
     device: Device = Field("auto", description="auto picks cuda, then mps, then cpu.")
     backend: Backend = Field("auto", description="Inference backend; auto prefers a converted CTranslate2 copy.")
-    threads: int = Field(0, description="Intra-op CPU threads for inference; 0 keeps the library default.")
+    threads: int = Field(
+        0, ge=0, description="Intra-op CPU threads per model replica; 0: torch's default (transformers) or the "
+        "available cores divided by inter_threads (ctranslate2)."
+    )
+    inter_threads: int = Field(
+        1, ge=1, description="CTranslate2 replicas per model, each running one batch on `threads` threads. 1 "
+        "suits a CPU box: batching, not parallel batches, gives the throughput, and all cores go to one batch."
+    )
+    ct2_quantization: Ct2Quantization = Field(
+        "int8", description="Which converted CTranslate2 copy (`newsmt models convert --quantization`) the "
+        "ctranslate2 and auto backends run; also the convert command's default."
+    )
+    torch_int8: bool = Field(
+        False, description="transformers backend on CPU: dynamic int8 quantization of Linear layers (faster, "
+        "outputs differ slightly from fp32, so it is part of the cache key)."
+    )
+    cuda_dtype: CudaDtype = Field("float16", description="transformers backend on CUDA: weight and compute dtype.")
+    batch_max_tokens: int = Field(
+        4096, ge=1, description="Token budget of one inference batch (segments x longest segment), filled from "
+        "all concurrent requests."
+    )
+    batch_max_wait_ms: float = Field(
+        5.0, ge=0, description="How long an idle model waits for concurrent requests to join a batch."
+    )
 
     ar_en_model: str = Field(
         "Helsinki-NLP/opus-mt-tc-big-ar-en", description="Arabic->English: Hugging Face repo id or local directory."
@@ -79,11 +113,64 @@ class Settings(BaseSettings):
     bulk_chunk_articles: int = Field(
         16, ge=1, description="Articles the bulk CLI sends through the pipeline together, so batches fill up."
     )
+    summary_model: str = Field(
+        "sshleifer/distilbart-cnn-12-6",
+        description="Abstractive English summarizer (a BART-style seq2seq model): hub repo id or local directory.",
+    )
+    summary_revision: str = Field("main", description="Hub revision (branch, tag or commit) for summary_model.")
+    summary_method: SummaryMethod = Field(
+        "auto", description="auto: abstractive when summary_model is installed, else extractive (LexRank)."
+    )
+    summary_strategy: SummaryStrategy = Field(
+        "translate_then_summarize",
+        description="translate_then_summarize summarizes the English translation; summarize_then_translate picks "
+        "key source sentences extractively and translates only those.",
+    )
+    summary_max_words: int = Field(80, ge=5, description="Longest summary, in words; it ends on a whole sentence.")
+    summary_ratio: float | None = Field(
+        None, gt=0, le=1, description="Optional: also cap a summary at this fraction of the article's words."
+    )
+    summary_max_sentences: int = Field(3, ge=1, description="Most sentences an extractive summary picks.")
+    summary_beam_size: int = Field(4, ge=1, le=16, description="Beam width for abstractive summaries.")
+    summary_max_input_tokens: int = Field(
+        1024, ge=32, description="Model window for summarizing (capped by the model's own); longer inputs are "
+        "summarized chunk by chunk, then the chunk summaries are summarized (map-reduce)."
+    )
     allow_pickle_weights: bool = Field(
         False,
         description="Allow loading legacy .bin weights directly. Off: .bin weights are converted to safetensors "
         "at install time with torch's weights-only loader.",
     )
+
+    # -- HTTP service (`newsmt serve`) ---------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `newsmt serve` binds; loopback unless you mean to expose it.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `newsmt serve` listens on.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys. Empty: no authentication. Set: native routes "
+        "need `Authorization: Bearer KEY`, LibreTranslate routes an `api_key` field (401 missing, 403 wrong).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS (`*` for any). Empty: closed."
+    )
+    max_request_bytes: int = Field(8 * 1024**2, ge=1, description="Largest accepted HTTP request body (413).")
+    max_texts_per_request: int = Field(64, ge=1, description="Most texts in one HTTP request (413).")
+    max_inflight_requests: int = Field(
+        16, ge=1, description="Translations the server runs or queues at once; more are refused with 429 "
+        "(identical concurrent requests share one and count once).",
+    )
+    overload_retry_after_seconds: int = Field(2, ge=1, description="Retry-After sent with a 429 when overloaded.")
+    request_timeout_seconds: float = Field(
+        300.0, gt=0, description="Per-request time limit (504); the translation finishes in the background and "
+        "a retry is served from the cache.",
+    )
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """Environment variables hold lists as `a,b,c`; blanks are dropped so `NEWSMT_API_KEYS=` means none."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     def model_source(self, task: str) -> str:
         return str(getattr(self, TASKS[task].model_setting))

@@ -54,3 +54,45 @@ class ModelLoadError(NewsMTError):
     """The model is on disk but cannot be loaded (truncated weights, broken config, unsupported architecture)."""
 
     code = "model_load_failed"
+
+
+class SummarizationFailed(NewsMTError):
+    """A summary could not be produced, e.g. map-reduce could not shorten chunk summaries to fit the model."""
+
+    code = "summarization_failed"
+
+
+class AuthenticationRequired(NewsMTError):
+    """API keys are configured and the request carried none."""
+
+    code = "unauthorized"
+
+
+class InvalidApiKey(NewsMTError):
+    """The request carried an API key that is not configured (the key itself never appears in a message)."""
+
+    code = "forbidden"
+
+
+class Overloaded(NewsMTError):
+    """Too many translations in flight; the client should retry after `retry_after` seconds."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RequestTimedOut(NewsMTError):
+    code = "timeout"
+
+
+class ItemFailed(NewsMTError):
+    """One text of a multi-text request failed: the whole request answers with that error, naming the item.
+    A wrapper rather than a re-worded copy, because coalesced requests share the original error object."""
+
+    def __init__(self, field: str, index: int, error: NewsMTError):
+        self.error = error
+        self.code = error.code
+        super().__init__(f"{field}[{index}]: {error}")

@@ -17,7 +17,7 @@ import torch
 
 from .config import TASKS, Settings
 from .engines.base import Engine
-from .engines.transformers_engine import TransformersEngine, resolve_device, variant_name
+from .engines.factory import load_engine, plan_engine
 from .model_store import ModelStore, ResolvedModel, task_or_error
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class ModelManager:
         self._loaded: dict[str, LoadedModel] = {}
         self._task_locks = {task: threading.Lock() for task in TASKS}
         self._resolved: dict[str, ResolvedModel] = {}
+        self._variants: dict[str, str] = {}
         self.load_count = 0
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
@@ -73,13 +74,19 @@ class ModelManager:
         """Drop memoised resolutions (after an import or pull changed what is on disk)."""
         if task is None:
             self._resolved.clear()
+            self._variants.clear()
         else:
             self._resolved.pop(task, None)
+            self._variants.pop(task, None)
 
     def variant(self, task: str) -> str:
         """The backend variant a task runs (or will run) on, known without loading: it goes into cache keys."""
         loaded = self._loaded.get(task)
-        return loaded.engine.backend if loaded is not None else variant_name(resolve_device(self.settings.device))
+        if loaded is not None:
+            return loaded.engine.backend
+        if task not in self._variants:  # memoised with the resolution: it is asked once per segment
+            self._variants[task] = plan_engine(self.resolve(task), self.settings).variant
+        return self._variants[task]
 
     def engine(self, task: str) -> Engine:
         """The loaded engine for `task`, loading it on first use (once, whatever the concurrency)."""
@@ -97,13 +104,7 @@ class ModelManager:
         resolved = self.resolve(task)
         info = TASKS[task]
         started = time.perf_counter()
-        engine = TransformersEngine(
-            resolved.path,
-            device=self.settings.device,
-            source_lang=info.source_lang,
-            target_lang=info.target_lang,
-            allow_pickle_weights=self.settings.allow_pickle_weights,
-        )
+        engine = load_engine(resolved, self.settings, info)
         elapsed = time.perf_counter() - started
         self.load_count += 1
         now = time.time()

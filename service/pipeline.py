@@ -14,10 +14,11 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batcher import BatchHook, DynamicBatcher
 from .cache import SegmentCache, cache_key
 from .config import SOURCE_LANGUAGES, TARGET_LANGUAGE, Settings, translation_task
 from .engines.base import GenerationSettings
@@ -25,7 +26,7 @@ from .errors import EmptyText, InputTooLarge, InvalidInput, NewsMTError, Unsuppo
 from .langid import detect_language
 from .manager import ModelManager
 from .model_store import ResolvedModel
-from .textproc import clean_document, join_paragraphs, split_sentences, split_to_fit
+from .textproc import CleanedDocument, clean_document, join_paragraphs, split_sentences, split_to_fit
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,13 @@ class _Work:
 
 class Pipeline:
     def __init__(self, settings: Settings, manager: ModelManager, cache: SegmentCache,
-                 on_batch: Callable[[str, int, int], None] | None = None):
+                 on_batch: BatchHook | None = None):
         self.settings = settings
         self.manager = manager
         self.cache = cache
-        self._on_batch = on_batch  # (task, segments, source tokens) for metrics
+        #: Misses of concurrent `translate` calls (server threads) share engine batches; on_batch sees each batch.
+        self._batcher = DynamicBatcher(settings.batch_size, settings.batch_max_tokens,
+                                       settings.batch_max_wait_ms / 1000, on_batch)
 
     def generation_settings(self, beam_size: int | None = None) -> GenerationSettings:
         return GenerationSettings(
@@ -126,8 +129,9 @@ class Pipeline:
         return [w.result for w in works]
 
     # -- stages ----------------------------------------------------------------------------------------------
-    def _prepare(self, result: ArticleResult, text: str, source: str, gen: GenerationSettings) -> _Work:
-        """Clean, detect, resolve models, try the article-level cache, and segment what still needs work."""
+    def prepare_document(self, text: str, source: str, result: ArticleResult) -> tuple[CleanedDocument, list[str]]:
+        """Validate, clean and detect one article, recording its language and source URL on `result`. Public
+        because the summarizer's summarize_then_translate strategy picks source sentences before translating."""
         if len(text) > self.settings.max_input_chars:
             raise InputTooLarge(
                 f"text has {len(text)} characters; the limit is {self.settings.max_input_chars} "
@@ -139,11 +143,16 @@ class Pipeline:
         if not doc.paragraphs:
             raise EmptyText("text has nothing to translate once boilerplate is removed")
         result.source_url = doc.source_url
-        languages = self._languages(result, doc.paragraphs, source)
+        return doc, self._languages(result, doc.paragraphs, source)
+
+    def _prepare(self, result: ArticleResult, text: str, source: str, gen: GenerationSettings) -> _Work:
+        """Clean, detect, resolve models, try the article-level cache, and segment what still needs work."""
+        doc, languages = self.prepare_document(text, source, result)
         work = _Work(result, doc.paragraphs, doc.separator, languages)
         tasks = sorted({translation_task(lang) for lang in languages if lang != TARGET_LANGUAGE})
         models = {task: self.manager.resolve(task) for task in tasks}
-        result.models = [{"task": t, "model_id": m.model_id, "revision": m.revision} for t, m in models.items()]
+        result.models = [{"task": t, "model_id": m.model_id, "revision": m.revision,
+                          "backend": self.manager.variant(t)} for t, m in models.items()]
         work.doc_key = cache_key("article", ",".join(tasks), "|".join(m.model_id for m in models.values()),
                                  "|".join(m.revision for m in models.values()), self._key_settings(gen, models),
                                  json.dumps([doc.separator, languages, doc.paragraphs], ensure_ascii=False))
@@ -244,7 +253,7 @@ class Pipeline:
 
     def _infer(self, task: str, texts: list[str], gen: GenerationSettings) -> list[str]:
         """Distinct sentences in, one output each. Over-long sentences are split to fit the model and their
-        pieces re-joined; pieces are sorted by length so each batch pads little."""
+        pieces re-joined; the batcher sorts pieces by length so each batch pads little."""
         engine = self.manager.engine(task)
         limit = min(gen.max_input_tokens, engine.max_positions)
         pieces_of: list[list[str]] = []
@@ -254,12 +263,6 @@ class Pipeline:
                 pieces_of.append([text])
             else:
                 pieces_of.append(split_to_fit(text, limit, lambda s: engine.count_tokens([s])[0]))
-        unique = sorted({p for pieces in pieces_of for p in pieces}, key=len)
-        translated: dict[str, str] = {}
-        size = self.settings.batch_size
-        for start in range(0, len(unique), size):
-            batch = unique[start:start + size]
-            translated.update(zip(batch, engine.generate(batch, gen), strict=True))
-            if self._on_batch is not None:
-                self._on_batch(task, len(batch), sum(engine.count_tokens(batch)))
+        unique = list(dict.fromkeys(p for pieces in pieces_of for p in pieces))
+        translated = dict(zip(unique, self._batcher.generate(task, engine, unique, gen), strict=True))
         return [" ".join(translated[p] for p in pieces) for pieces in pieces_of]

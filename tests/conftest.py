@@ -6,16 +6,23 @@ Nothing here downloads anything; every component (tokenizers, models, diskcache)
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
+from service.app import create_app
 from service.cache import SegmentCache
 from service.config import Settings
 from service.manager import ModelManager
 from service.pipeline import Pipeline
-from tests.tiny_models import build_tiny_marian, english_corpus, seed_texts
+from tests.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
@@ -39,6 +46,12 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "ar": build_tiny_marian(root / "ar-en", source, target, seed=1),
         "he": build_tiny_marian(root / "he-en", source, target, seed=2),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BART summarizer (128 positions); tests opt in with summary_model=str(tiny_bart)."""
+    return build_tiny_bart(tmp_path_factory.mktemp("tiny-bart") / "summarize", english_corpus(), seed=3)
 
 
 def settings_for(root: Path, tiny_models: dict[str, Path], **overrides: object) -> Settings:
@@ -95,3 +108,56 @@ def make_pipeline(settings: Settings) -> tuple[Pipeline, BatchLog]:
 
 def seed(name: str) -> str:
     return next(SEEDS.glob(f"{name}_*.txt")).read_text(encoding="utf-8")
+
+
+class LiveServer:
+    """A real uvicorn serving `create_app(settings)` on a free loopback port, in a thread of the test process (so
+    the session's tiny models and imported torch are reused and start-up takes milliseconds)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="live-server", daemon=True)
+        self.url = ""
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the /metrics samples named `name` whose labels include `labels` (0 when there are none)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory,
+                tiny_models: dict[str, Path]) -> Iterator[Callable[..., LiveServer]]:
+    """Starts servers for a test module: `live_server(**setting_overrides)`; each gets its own cache and models
+    folder and is stopped when the module is done."""
+    servers: list[LiveServer] = []
+
+    def start(**overrides: object) -> LiveServer:
+        with pytest.MonkeyPatch.context() as env:  # module scope runs before the per-test env isolation
+            for name in [n for n in os.environ if n.startswith("NEWSMT_")]:
+                env.delenv(name)
+            settings = settings_for(tmp_path_factory.mktemp("server"), tiny_models, **overrides)
+        servers.append(LiveServer(settings).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

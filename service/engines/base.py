@@ -17,9 +17,14 @@ class GenerationSettings:
     beam_size: int
     max_output_tokens: int
     max_input_tokens: int
+    #: Summarization knobs (None: the model's own defaults). Translation leaves them unset, so its keys keep
+    #: their old shape and existing cache entries stay valid.
+    min_output_tokens: int | None = None
+    length_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
 
     def key(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 class Engine(Protocol):

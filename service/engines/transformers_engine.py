@@ -7,11 +7,12 @@ only (installing is a separate, explicit step: `newsmt models pull`).
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import ModelLoadError
 from .base import GenerationSettings
@@ -31,10 +32,53 @@ def resolve_device(requested: str) -> str:
     return "cpu"
 
 
-def variant_name(device: str) -> str:
-    """Backend, precision and device: part of every cache key, because fp16 on a GPU can differ from fp32."""
-    dtype = "float16" if device == "cuda" else "float32"
-    return f"transformers-{dtype}-{device}"
+def precision(device: str, cuda_dtype: str = "float16", cpu_int8: bool = False) -> str:
+    """The weight type a model runs in: `cuda_dtype` on a GPU, int8 on a CPU when asked, else float32."""
+    if device == "cuda":
+        return cuda_dtype
+    return "int8" if cpu_int8 and device == "cpu" else "float32"
+
+
+def variant_name(device: str, cuda_dtype: str = "float16", cpu_int8: bool = False) -> str:
+    """Backend, precision and device: part of every cache key, because fp16/bf16 on a GPU and int8 on a CPU give
+    slightly different outputs from fp32."""
+    return f"transformers-{precision(device, cuda_dtype, cpu_int8)}-{device}"
+
+
+def target_language_token(
+    tokenizer: PreTrainedTokenizerBase, model_type: str, source_lang: str | None, target_lang: str | None
+) -> str | None:
+    """Multilingual models (M2M100, NLLB) need the source code set on the tokenizer (done here) and the target
+    code forced as the first output token (returned). Bilingual models need neither: None."""
+    if model_type != "m2m_100" or not source_lang or not target_lang:
+        return None
+    vocab = tokenizer.get_vocab()
+    nllb_src, nllb_tgt = _NLLB_CODES.get(source_lang), _NLLB_CODES.get(target_lang)
+    if nllb_src in vocab and nllb_tgt in vocab:
+        tokenizer.src_lang = nllb_src
+        return nllb_tgt
+    if f"__{source_lang}__" in vocab and f"__{target_lang}__" in vocab:  # M2M100 takes the bare ISO code
+        tokenizer.src_lang = source_lang
+        return f"__{target_lang}__"
+    raise ModelLoadError(f"multilingual model has no language codes for {source_lang}->{target_lang}")
+
+
+def _quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 on every nn.Linear: weights stored int8, activations quantized per batch. torch marks the
+    eager API deprecated in favour of torchao, but it is still shipped and is the one needing no extra package."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _tensors(value: object) -> list[torch.Tensor]:
+    """The tensors in a state-dict value; quantized Linear layers keep (weight, bias) as a tuple."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [tensor for item in value for tensor in _tensors(item)]
+    return []
 
 
 class TransformersEngine:
@@ -49,8 +93,11 @@ class TransformersEngine:
         source_lang: str | None = None,
         target_lang: str | None = None,
         allow_pickle_weights: bool = False,
+        cuda_dtype: str = "float16",
+        cpu_int8: bool = False,
     ):
         self.device = resolve_device(device)
+        self.precision = precision(self.device, cuda_dtype, cpu_int8)
         self._lock = threading.Lock()
         if not allow_pickle_weights and not any(path.glob("*.safetensors")):
             raise ModelLoadError(
@@ -59,7 +106,7 @@ class TransformersEngine:
             )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-            dtype = torch.float16 if self.device == "cuda" else torch.float32
+            dtype = getattr(torch, self.precision) if self.device == "cuda" else torch.float32
             model: PreTrainedModel = AutoModelForSeq2SeqLM.from_pretrained(
                 path,
                 local_files_only=True,
@@ -69,25 +116,13 @@ class TransformersEngine:
             )
         except Exception as exc:  # transformers raises OSError, ValueError, safetensors errors, ...
             raise ModelLoadError(f"cannot load model from {path}: {type(exc).__name__}: {exc}") from exc
-        self.model = model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        self.model: Any = _quantize_linear_int8(model) if self.precision == "int8" else model
         #: Learned position tables bound both sides; generating past them crashes instead of degrading.
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 1024)
-        self.backend = variant_name(self.device)
-        self._forced_bos = self._language_setup(source_lang, target_lang)
-
-    def _language_setup(self, source_lang: str | None, target_lang: str | None) -> int | None:
-        """Multilingual models need the source code on the tokenizer and the target forced as first token."""
-        if self.model.config.model_type != "m2m_100" or not source_lang or not target_lang:
-            return None
-        vocab = self.tokenizer.get_vocab()
-        nllb_src, nllb_tgt = _NLLB_CODES.get(source_lang), _NLLB_CODES.get(target_lang)
-        if nllb_src in vocab and nllb_tgt in vocab:
-            self.tokenizer.src_lang = nllb_src
-            return int(vocab[nllb_tgt])
-        if f"__{source_lang}__" in vocab and f"__{target_lang}__" in vocab:  # M2M100 takes the bare ISO code
-            self.tokenizer.src_lang = source_lang
-            return int(vocab[f"__{target_lang}__"])
-        raise ModelLoadError(f"multilingual model has no language codes for {source_lang}->{target_lang}")
+        self.backend = variant_name(self.device, cuda_dtype, cpu_int8)
+        forced = target_language_token(self.tokenizer, model.config.model_type, source_lang, target_lang)
+        self._forced_bos = None if forced is None else self.tokenizer.get_vocab()[forced]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
@@ -106,11 +141,19 @@ class TransformersEngine:
             }
             if self._forced_bos is not None:
                 kwargs["forced_bos_token_id"] = self._forced_bos
+            if settings.min_output_tokens is not None:  # takes precedence over the checkpoint's min_length
+                kwargs["min_new_tokens"] = settings.min_output_tokens
+            if settings.length_penalty is not None and settings.beam_size > 1:  # it only scores beam hypotheses
+                kwargs["length_penalty"] = settings.length_penalty
+            if settings.no_repeat_ngram_size is not None:
+                kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
             output = self.model.generate(**batch, **kwargs)
             return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
 
     def memory_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        # keep_vars returns tied weights (Marian shares one embedding 4 ways) as the same object: count it once.
+        tensors = {id(t): t for value in self.model.state_dict(keep_vars=True).values() for t in _tensors(value)}
+        return sum(t.numel() * t.element_size() for t in tensors.values())
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

@@ -1,0 +1,206 @@
+"""LibreTranslate-compatible routes, so existing LibreTranslate clients work against newsmt unchanged.
+
+They answer what LibreTranslate's own server answers (read from its `app.py`): parameters come from a JSON body when
+the request says it is JSON and from form fields otherwise; `q` is a string or (JSON only) a list; `source` may be
+`auto`, in which case `detectedLanguage` (confidence 0-100) comes back; `alternatives` adds an `alternatives` list;
+errors are `{"error": "..."}` with status 400 for anything wrong with the request, 403 for a wrong key and 429 when
+busy. newsmt adds 401 (key missing), 413 (body too large), 503 (model not installed) and 504 (timeout).
+Alternatives are never invented: the list is empty, as LibreTranslate's own is for HTML.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+
+from ..config import SOURCE_LANGUAGES, TARGET_LANGUAGE
+from ..errors import EmptyText, InvalidInput, UnsupportedLanguage
+from ..html_text import parse_html
+from ..langid import Detection, detect_language
+from ..pipeline import SOURCE_CHOICES
+from ..textproc import clean_document
+from .deps import State, check_api_key
+from .native import ARABIC_EXAMPLE, HEBREW_EXAMPLE
+from .state import ServiceState, raise_first_error
+
+router = APIRouter(tags=["LibreTranslate-compatible"])
+
+#: Paths whose errors use LibreTranslate's shape and status codes (see app.error_response).
+LIBRETRANSLATE_PATHS = frozenset({"/translate", "/detect", "/languages"})
+LANGUAGE_NAMES = {"ar": "Arabic", "he": "Hebrew", "en": "English"}
+FORMATS = ("text", "html")
+_SUPPORTED = (*SOURCE_LANGUAGES, TARGET_LANGUAGE)
+
+_FORM = "application/x-www-form-urlencoded"
+_TRANSLATE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "required": ["q", "source", "target"], "properties": {
+                "q": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "source": {"type": "string", "enum": list(SOURCE_CHOICES)},
+                "target": {"type": "string", "enum": [TARGET_LANGUAGE]},
+                "format": {"type": "string", "enum": list(FORMATS), "default": "text"},
+                "alternatives": {"type": "integer", "default": 0},
+                "api_key": {"type": "string"},
+            }},
+            "examples": {
+                "arabic": {"summary": "Arabic, detected", "value": {"q": ARABIC_EXAMPLE, "source": "auto",
+                                                                     "target": "en"}},
+                "hebrew": {"summary": "Hebrew, a list", "value": {"q": [HEBREW_EXAMPLE], "source": "he",
+                                                                   "target": "en"}},
+                "html": {"summary": "Arabic HTML: tags kept", "value": {
+                    "q": "<p>التقى الوزير <b>بنظيره</b> في القاهرة.</p>", "source": "ar", "target": "en",
+                    "format": "html"}},
+            },
+        },
+        _FORM: {
+            "schema": {"type": "object", "required": ["q", "source", "target"], "properties": {
+                "q": {"type": "string"}, "source": {"type": "string"}, "target": {"type": "string"},
+                "format": {"type": "string"}, "alternatives": {"type": "integer"}, "api_key": {"type": "string"},
+            }},
+            "example": {"q": HEBREW_EXAMPLE, "source": "auto", "target": "en"},
+        },
+    },
+}
+_DETECT_BODY = {
+    "required": True,
+    "content": {
+        media: {"schema": {"type": "object", "required": ["q"], "properties": {
+            "q": {"type": "string"}, "api_key": {"type": "string"}}}, "example": {"q": ARABIC_EXAMPLE}}
+        for media in ("application/json", _FORM)
+    },
+}
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    """Request parameters the way LibreTranslate reads them: the JSON object when the content type is JSON, else
+    the form fields (first value of each, like Flask's `request.values.get`)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise InvalidInput("Invalid JSON format")
+        return data
+    form = await request.form()
+    return {key: form.get(key) for key in form}
+
+
+def _required_str(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not value:
+        raise InvalidInput(f"Invalid request: missing {name} parameter")
+    if not isinstance(value, str):
+        raise InvalidInput(f"Invalid request: {name} must be a string")
+    return value
+
+
+def _texts(fields: dict[str, Any]) -> list[str] | str:
+    q = fields.get("q")
+    if not q:
+        raise InvalidInput("Invalid request: missing q parameter")
+    if isinstance(q, str) or (isinstance(q, list) and all(isinstance(t, str) for t in q)):
+        return q
+    raise InvalidInput("Invalid request: q must be a string or a list of strings")
+
+
+def _api_key(fields: dict[str, Any]) -> str | None:
+    """The `api_key` field as text: anything else a client sends there is simply not a valid key."""
+    value = fields.get("api_key")
+    return value if isinstance(value, str) or value is None else repr(value)
+
+
+def _alternatives(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        raise InvalidInput("Invalid request: alternatives parameter is not a number") from None
+
+
+def _detected(lang: str | None, confidence: float | None) -> dict[str, Any]:
+    """LibreTranslate reports confidence as a percentage."""
+    return {"confidence": round((confidence or 0.0) * 100, 1), "language": lang}
+
+
+def _detect(text: str) -> Detection:
+    """What newsmt would detect for `text`: the language of its cleaned article body, as the pipeline sees it."""
+    paragraphs = clean_document(text).paragraphs
+    return detect_language("\n".join(paragraphs) if paragraphs else text)
+
+
+async def _translate_html(state: ServiceState, markup: str, source: str) -> tuple[str, dict[str, Any]]:
+    """Translate the text nodes of one HTML document; tags, attributes, scripts and styles are kept as sent. The
+    language is detected once on all of its text, since single nodes are often too short to detect."""
+    doc = parse_html(markup)
+    if not doc.texts:
+        raise EmptyText("text has nothing to translate: the HTML holds no text with letters")
+    detection = Detection(source, 1.0)
+    if source == "auto":
+        detection = await anyio.to_thread.run_sync(_detect, doc.plain_text())
+        if detection.lang not in _SUPPORTED:
+            raise UnsupportedLanguage(detection.lang, _SUPPORTED)
+    results = await state.translate(doc.texts, detection.lang)
+    # A node the cleaner removes entirely (an `[ad_1]` marker, a comment counter) is boilerplate: it renders empty.
+    raise_first_error([r for r in results if not isinstance(r.error, EmptyText)], None)
+    return doc.render([r.translation or "" for r in results]), _detected(detection.lang, detection.confidence)
+
+
+@router.post("/translate", openapi_extra={"requestBody": _TRANSLATE_BODY})
+async def translate(request: Request, state: State) -> dict[str, Any]:
+    """Translate text (or HTML, keeping its tags) from Arabic or Hebrew into English."""
+    fields = await _fields(request)
+    check_api_key(state.settings, _api_key(fields))
+    q = _texts(fields)
+    source, target = _required_str(fields, "source"), _required_str(fields, "target")
+    text_format = fields.get("format") or "text"
+    if text_format not in FORMATS:
+        raise InvalidInput(f"{text_format} format is not supported")
+    alternatives = _alternatives(fields.get("alternatives"))
+    if source not in SOURCE_CHOICES:
+        raise InvalidInput(f"{source} is not supported")
+    if target != TARGET_LANGUAGE:
+        raise InvalidInput(f"{target} is not supported: newsmt translates into {TARGET_LANGUAGE} only")
+    batch = isinstance(q, list)
+    texts = q if isinstance(q, list) else [q]
+    field_name = "q" if batch else None
+    state.check_request_size(texts, field_name)
+    if text_format == "html":
+        pairs = [await _translate_html(state, text, source) for text in texts]
+        translated, detected = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        results = await state.translate(texts, source)
+        raise_first_error(results, field_name)
+        translated = [r.translation or "" for r in results]
+        detected = [_detected(r.detected_language, r.language_confidence) for r in results]
+    body: dict[str, Any] = {"translatedText": translated if batch else translated[0]}
+    if source == "auto":
+        body["detectedLanguage"] = detected if batch else detected[0]
+    if alternatives:
+        body["alternatives"] = [[] for _ in texts] if batch else []
+    return body
+
+
+@router.post("/detect", openapi_extra={"requestBody": _DETECT_BODY})
+async def detect(request: Request, state: State) -> list[dict[str, Any]]:
+    """Detect the language of a text: `[{"confidence": 0-100, "language": code}]`."""
+    fields = await _fields(request)
+    check_api_key(state.settings, _api_key(fields))
+    q = _required_str(fields, "q")
+    state.check_request_size([q], None)
+    detection = await anyio.to_thread.run_sync(_detect, q)
+    return [_detected(detection.lang, detection.confidence)]
+
+
+@router.get("/languages")
+@router.post("/languages", operation_id="languages_post")  # older LibreTranslate clients POST
+def languages() -> list[dict[str, Any]]:
+    """Languages newsmt reads and the target each translates into (English is passed through, never a source
+    of translation)."""
+    return [{"code": code, "name": LANGUAGE_NAMES[code],
+             "targets": [TARGET_LANGUAGE] if code in SOURCE_LANGUAGES else []} for code in _SUPPORTED]

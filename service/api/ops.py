@@ -1,0 +1,76 @@
+"""Operations: liveness, readiness, Prometheus metrics, and the model and cache views under /v1.
+
+Routes that touch the disk (readiness resolves models, listing sums their sizes) are plain `def`, so FastAPI runs
+them in its threadpool instead of on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from ..config import SOURCE_LANGUAGES, translation_task
+from ..errors import NewsMTError
+from ..metrics import CONTENT_TYPE
+from .deps import BearerKey, State
+
+router = APIRouter(tags=["operations"])
+admin = APIRouter(prefix="/v1", tags=["operations"], dependencies=[BearerKey])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Says nothing about models or cache (see /readyz)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready; `reasons` says why."}})
+def readyz(state: State) -> JSONResponse:
+    """Readiness: the cache is usable and every translation model is installed (not necessarily loaded yet)."""
+    reasons = []
+    if not state.cache.available:
+        reasons.append(f"cache unusable: {state.cache.error}")
+    for lang in SOURCE_LANGUAGES:
+        try:
+            state.manager.resolve(translation_task(lang))
+        except NewsMTError as exc:
+            reasons.append(str(exc))
+    return JSONResponse({"status": "not_ready" if reasons else "ready", "reasons": reasons},
+                        status_code=503 if reasons else 200)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(state: State) -> Response:
+    """Prometheus text format: requests, latency, cache hits and misses, batch sizes, tokens, model load times."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@admin.get("/models")
+def list_models(state: State) -> list[dict[str, Any]]:
+    """Every task in the registry: configured model, whether it is installed, and its runtime state if loaded."""
+    loaded = {m["task"]: m for m in state.manager.loaded()}
+    return [{**asdict(row), "loaded": loaded.get(row.task)} for row in state.manager.store.listing()]
+
+
+@admin.post("/models/{task}/load", responses={404: {"description": "Not a task name."},
+                                                503: {"description": "Model not installed or broken."}})
+def load_model(task: str, state: State) -> dict[str, Any]:
+    """Load a task's model now rather than on its first request (e.g. to warm up after a deploy)."""
+    state.manager.engine(task)
+    return next(m for m in state.manager.loaded() if m["task"] == task)
+
+
+@admin.post("/models/{task}/unload", responses={404: {"description": "Not a task name."}})
+def unload_model(task: str, state: State) -> dict[str, Any]:
+    """Free a task's model; the next request that needs it loads it again."""
+    return {"task": task, "unloaded": state.manager.unload(task)}
+
+
+@admin.get("/cache/stats")
+def cache_stats(state: State) -> dict[str, Any]:
+    """Entries, size and hit counts of the shared disk cache (the CLI and the server count together)."""
+    stats = state.cache.stats()
+    return {**asdict(stats), "hit_rate": round(stats.hit_rate, 4)}

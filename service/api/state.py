@@ -1,0 +1,95 @@
+"""What the app's lifespan builds and every route uses: the pipeline and its parts, plus the rules for running it.
+
+`ServiceState.translate` is the only way a route reaches the pipeline, so every translation, native or
+LibreTranslate-compatible, gets the same treatment: identical concurrent work coalesced, a bounded number of
+translations in flight (429 beyond it), a per-request time limit (504), and the pipeline itself run in a worker
+thread so inference never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from functools import partial
+
+import anyio
+
+from ..cache import SegmentCache
+from ..coalesce import Coalescer, work_key
+from ..config import Settings
+from ..errors import InputTooLarge, ItemFailed, Overloaded, RequestTimedOut
+from ..manager import ModelManager
+from ..metrics import Metrics
+from ..pipeline import ArticleResult, Pipeline
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    manager: ModelManager
+    cache: SegmentCache
+    pipeline: Pipeline
+    metrics: Metrics
+    coalescer: Coalescer[list[ArticleResult]] = field(init=False)
+    _inflight: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.coalescer = Coalescer(on_join=self.metrics.coalesced.inc)
+
+    def check_request_size(self, texts: list[str], field_name: str | None) -> None:
+        """Refuse an oversized request before any work, stating the limit it broke. `field_name` names the list
+        field of a multi-text request (None for a single text), as in `raise_first_error`."""
+        max_texts, max_chars = self.settings.max_texts_per_request, self.settings.max_input_chars
+        if len(texts) > max_texts:
+            raise InputTooLarge(f"{len(texts)} texts in one request; the limit is {max_texts} "
+                                "(NEWSMT_MAX_TEXTS_PER_REQUEST)")
+        for index, text in enumerate(texts):
+            if len(text) > max_chars:
+                label = f"{field_name}[{index}]" if field_name else "text"
+                raise InputTooLarge(f"{label} has {len(text)} characters; the limit is {max_chars} per text "
+                                    "(NEWSMT_MAX_INPUT_CHARS)")
+
+    async def translate(self, texts: list[str], source: str, beam_size: int | None = None) -> list[ArticleResult]:
+        """Pipeline results for `texts`, shared with any identical request already in flight. Per-text errors are
+        left in the results for the caller to report in its own shape."""
+        beam = beam_size or self.settings.beam_size
+        key = work_key("translate", source, beam, texts)
+        future = self.coalescer.run(key, partial(self._run_bounded, texts, source, beam))
+        limit = self.settings.request_timeout_seconds
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limit)
+        except TimeoutError:
+            raise RequestTimedOut(
+                f"translation did not finish within {limit:g} s (NEWSMT_REQUEST_TIMEOUT_SECONDS); it goes on in the "
+                "background, so a retry is served from the cache once it is done"
+            ) from None
+
+    async def _run_bounded(self, texts: list[str], source: str, beam: int) -> list[ArticleResult]:
+        """Run the pipeline in a worker thread, holding one in-flight slot until the thread is done, even when every
+        waiter has already timed out: the slot bounds work, not waiting."""
+        limit = self.settings.max_inflight_requests
+        if self._inflight >= limit:  # check and increment run on the event loop with no await between: no race
+            retry = self.settings.overload_retry_after_seconds
+            raise Overloaded(f"server busy: {self._inflight} translations in flight, the limit is {limit} "
+                             f"(NEWSMT_MAX_INFLIGHT_REQUESTS); retry after {retry} s", retry)
+        self._inflight += 1
+        self.metrics.inflight.inc()
+        try:
+            results = await anyio.to_thread.run_sync(partial(self.pipeline.translate, texts, source, beam_size=beam))
+        finally:
+            self._inflight -= 1
+            self.metrics.inflight.dec()
+        self.metrics.count_cache(results)
+        return results
+
+    def close(self) -> None:
+        self.manager.close()
+        self.cache.close()
+
+
+def raise_first_error(results: list[ArticleResult], field_name: str | None) -> None:
+    """A request fails as a whole with its first failed text's error; `field_name` (for multi-text requests) makes
+    the message say which item it was, e.g. `texts[2]: unsupported language ...`."""
+    for index, result in enumerate(results):
+        if result.error is not None:
+            raise result.error if field_name is None else ItemFailed(field_name, index, result.error)

@@ -1,0 +1,161 @@
+"""Dynamic batching across concurrent pipeline calls: many requests, one engine, shared batches.
+
+The HTTP server runs each request's `Pipeline.translate` in its own thread. Alone, each request would send its few
+cache misses to the engine as a small batch of its own and the requests would queue on the engine one after
+another. Here every in-flight request puts its pieces into one queue per (engine, generation settings); whichever
+caller finds that engine idle leads: it takes a batch from the queue, runs it, and hands each output back to the
+request it came from, then the next idle caller leads. There is no background thread to start or stop, and a lone
+caller (the bulk CLI) leads every batch itself over its own pieces, shortest first, as it always did.
+
+Forming a batch:
+- budget: at most `max_batch` distinct texts and `max_tokens` padded tokens (texts x longest);
+- fairness: queued requests take turns, one piece each per turn, and a request that got a piece goes to the back,
+  so a small request arriving while a huge one runs gets into the very next batch instead of waiting it out;
+- length grouping: each request's pieces are queued shortest first, so successive batches grow in length and pad
+  little; a text that several requests queued takes one slot when it comes up in the same batch;
+- waiting: a batch that would not be full waits until `max_wait` has passed since its oldest piece was queued, for
+  concurrent requests to join; once a piece has waited that long (or the queue fills a batch) nothing waits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .engines.base import Engine, GenerationSettings
+
+#: Metrics hook: (task, texts in the batch, their source tokens).
+BatchHook = Callable[[str, int, int], None]
+
+
+@dataclass(eq=False)
+class _Request:
+    """One caller's pieces; `order` is the queue (indices, shortest first) and `next` the first not yet taken."""
+
+    texts: list[str]
+    tokens: list[int]
+    queued_at: float
+    order: list[int] = field(default_factory=list)
+    next: int = 0
+    outputs: list[str] = field(default_factory=list)
+    remaining: int = 0
+    error: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or self.remaining == 0
+
+
+@dataclass(eq=False)
+class _Group:
+    """Requests waiting for one engine with one set of generation settings."""
+
+    task: str
+    requests: deque[_Request] = field(default_factory=deque)  # those with pieces not yet taken, in turn order
+    busy: bool = False  # a leader is forming or running a batch
+
+
+class DynamicBatcher:
+    def __init__(self, max_batch: int, max_tokens: int, max_wait_seconds: float, on_batch: BatchHook | None = None):
+        self.max_batch = max_batch
+        self.max_tokens = max_tokens
+        self.max_wait = max_wait_seconds
+        self._on_batch = on_batch
+        self._groups: dict[tuple[Engine, GenerationSettings], _Group] = {}
+        self._cond = threading.Condition()
+
+    def generate(self, task: str, engine: Engine, texts: list[str], gen: GenerationSettings) -> list[str]:
+        """`engine.generate(texts, gen)`, in batches shared with whatever else is running concurrently."""
+        if not texts:
+            return []
+        tokens = engine.count_tokens(texts)
+        request = _Request(texts, tokens, time.monotonic(), order=sorted(range(len(texts)), key=tokens.__getitem__),
+                           outputs=[""] * len(texts), remaining=len(texts))
+        key = (engine, gen)
+        with self._cond:
+            group = self._groups.setdefault(key, _Group(task))
+            group.requests.append(request)
+            self._cond.notify_all()
+        while True:
+            with self._cond:
+                while group.busy and not request.finished:
+                    self._cond.wait()
+                if request.finished:
+                    break
+                group.busy = True
+                self._wait_for_company(group)
+                batch = self._take(group)
+            self._run(key, group, engine, gen, batch)
+        if request.error is not None:
+            raise request.error
+        return request.outputs
+
+    def _wait_for_company(self, group: _Group) -> None:
+        """Called by the leader with the lock held; `wait` releases it so other requests can queue meanwhile."""
+        deadline = min(r.queued_at for r in group.requests) + self.max_wait
+        while (remaining := deadline - time.monotonic()) > 0 and not self._fills_a_batch(group):
+            self._cond.wait(remaining)
+
+    def _fills_a_batch(self, group: _Group) -> bool:
+        queued = [r.tokens[i] for r in group.requests for i in r.order[r.next:]]
+        return len(queued) >= self.max_batch or sum(queued) >= self.max_tokens
+
+    def _take(self, group: _Group) -> dict[str, list[tuple[_Request, int]]]:
+        """Round-robin over the queued requests until the batch is full: text -> the (request, index) it answers."""
+        slots: dict[str, list[tuple[_Request, int]]] = {}
+        longest = 0
+        skipped: list[_Request] = []  # next piece does not fit this batch: first in line for the next one
+        while group.requests and len(slots) < self.max_batch:
+            request = group.requests.popleft()
+            index = request.order[request.next]
+            text, tokens = request.texts[index], request.tokens[index]
+            if text not in slots:
+                if slots and (len(slots) + 1) * max(longest, tokens) > self.max_tokens:
+                    skipped.append(request)
+                    continue
+                slots[text] = []
+                longest = max(longest, tokens)
+            slots[text].append((request, index))
+            request.next += 1
+            if request.next < len(request.order):
+                group.requests.append(request)
+        group.requests.extendleft(reversed(skipped))
+        return slots
+
+    def _run(self, key: tuple[Engine, GenerationSettings], group: _Group, engine: Engine, gen: GenerationSettings,
+             batch: dict[str, list[tuple[_Request, int]]]) -> None:
+        """Run one batch outside the lock, then deliver its outputs (or its error) and hand the engine over.
+        Delivery always happens, whatever the engine raises, so no waiting request is ever left hanging."""
+        tokens = {text: waiters[0][0].tokens[waiters[0][1]] for text, waiters in batch.items()}
+        texts = sorted(batch, key=tokens.__getitem__)
+        try:
+            outputs = engine.generate(texts, gen)
+            if len(outputs) != len(texts):
+                raise RuntimeError(f"{group.task}: the engine returned {len(outputs)} outputs for {len(texts)} inputs")
+        except BaseException as exc:  # every request in the batch gets it, raised in its own thread
+            self._deliver(key, group, [(waiters, None) for waiters in batch.values()], exc)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit: the leader stops too
+            return
+        self._deliver(key, group, [(batch[text], output) for text, output in zip(texts, outputs, strict=True)], None)
+        if self._on_batch is not None:
+            self._on_batch(group.task, len(texts), sum(tokens.values()))
+
+    def _deliver(self, key: tuple[Engine, GenerationSettings], group: _Group,
+                 answers: list[tuple[list[tuple[_Request, int]], str | None]], error: BaseException | None) -> None:
+        with self._cond:
+            for waiters, output in answers:
+                for request, index in waiters:
+                    if output is None:
+                        request.error = error
+                    else:
+                        request.outputs[index] = output
+                        request.remaining -= 1
+            group.requests = deque(r for r in group.requests if not r.finished)
+            group.busy = False
+            if not group.requests:
+                self._groups.pop(key, None)  # all its requests are finished: drop the reference to the engine
+            self._cond.notify_all()

@@ -1,0 +1,175 @@
+"""Backends end to end: converted CTranslate2 copies (`newsmt models convert`), backend selection, torch int8, and
+the backend and precision in every cache key. Tiny real models, the real CTranslate2 converter, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.config import TASKS
+from service.convert import CT2_MANIFEST, convert_model, converted_dir
+from service.engines.base import GenerationSettings
+from service.engines.factory import load_engine
+from service.errors import ModelNotInstalled
+from service.model_store import ModelStore
+from service.textproc import clean_document, split_sentences
+from tests.conftest import env_for, make_pipeline, seed, settings_for
+from tests.tiny_models import build_tiny_bart, build_tiny_m2m100, english_corpus, seed_texts
+
+AR, HE = "translate:ar-en", "translate:he-en"
+ARABIC_OR_HEBREW = re.compile(r"[\u0590-\u06ff]")
+GEN = GenerationSettings(beam_size=2, max_output_tokens=12, max_input_tokens=100)
+
+
+@pytest.fixture(scope="module")
+def converted_root(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]) -> Path:
+    """A models folder holding int8 CTranslate2 copies of both tiny translation models."""
+    root = tmp_path_factory.mktemp("ct2")
+    settings = settings_for(root, tiny_models)
+    store = ModelStore(settings)
+    for task in (AR, HE):
+        convert_model(settings.models_dir, store.resolve(task), "int8")
+    return settings.models_dir
+
+
+def _sentences(name: str, lang: str) -> list[str]:
+    return [s for p in clean_document(seed(name)).paragraphs for s in split_sentences(p, lang)]
+
+
+def test_convert_command_writes_a_copy_that_auto_then_runs(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    settings = settings_for(tmp_path, tiny_models)
+    done = subprocess.run([sys.executable, "-m", "service.cli", "models", "convert", AR, "--quantization", "int8"],
+                          env=env_for(settings), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    resolved = ModelStore(settings).resolve(AR)
+    copy = converted_dir(settings.models_dir, resolved, "int8")
+    assert str(copy) in done.stdout
+    manifest = json.loads((copy / CT2_MANIFEST).read_text(encoding="utf-8"))
+    assert (manifest["source_model_id"], manifest["source_revision"], manifest["quantization"]) == (
+        resolved.model_id, resolved.revision, "int8")
+    names = {p.name for p in copy.iterdir()}
+    assert {"model.bin", "source.spm", "target.spm", "vocab.json", "tokenizer_config.json"} <= names
+
+    pipeline, batches = make_pipeline(settings)  # backend=auto: the converted ar-en copy, transformers for he-en
+    assert pipeline.manager.variant(AR) == "ctranslate2-int8-cpu"
+    assert pipeline.manager.variant(HE) == "transformers-float32-cpu"
+    ar, he = pipeline.translate([seed("001"), seed("000")])
+    assert ar.ok and he.ok, (ar.error, he.error)
+    assert ar.models[0]["backend"] == "ctranslate2-int8-cpu" and he.models[0]["backend"] == "transformers-float32-cpu"
+    assert pipeline.manager.engine(AR).backend == pipeline.manager.variant(AR)  # loaded engine agrees with the key
+    assert not ARABIC_OR_HEBREW.search(ar.translation or "") and batches.segments[AR] >= ar.segments
+
+
+def test_pipeline_on_ctranslate2_translates_every_seed(
+    tmp_path: Path, tiny_models: dict[str, Path], converted_root: Path
+) -> None:
+    pipeline, batches = make_pipeline(settings_for(tmp_path, tiny_models, backend="ctranslate2",
+                                                   models_dir=converted_root))
+    names = ["000", "001", "002", "003", "004"]
+    results = pipeline.translate([seed(name) for name in names])
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert {r.detected_language for r in results} == {"ar", "he"}
+    for result in results:
+        assert result.translation and not ARABIC_OR_HEBREW.search(result.translation)
+        assert all(m["backend"] == "ctranslate2-int8-cpu" for m in result.models)
+    assert {row["backend"] for row in pipeline.manager.loaded()} == {"ctranslate2-int8-cpu"}
+    assert batches.total >= sum(r.segments for r in results)
+
+
+def test_backends_never_share_cache_entries(
+    tmp_path: Path, tiny_models: dict[str, Path], converted_root: Path
+) -> None:
+    text = seed("004")
+    on_torch, _ = make_pipeline(settings_for(tmp_path, tiny_models, backend="transformers",
+                                             models_dir=converted_root))
+    [cold] = on_torch.translate([text])
+    assert cold.ok and cold.models[0]["backend"] == "transformers-float32-cpu"  # never the copy, even when present
+    on_ct2, batches = make_pipeline(settings_for(tmp_path, tiny_models, backend="ctranslate2",
+                                                 models_dir=converted_root))
+    [other] = on_ct2.translate([text])
+    assert other.ok and other.cache_hits == 0 and other.cache_misses == other.segments > 0
+    assert batches.total >= other.segments
+    again, batches = make_pipeline(settings_for(tmp_path, tiny_models, backend="ctranslate2",
+                                                models_dir=converted_root))
+    [warm] = again.translate([text])
+    assert warm.translation == other.translation and warm.cache_misses == 0
+    assert batches.total == 0 and again.manager.load_count == 0
+
+
+def test_ctranslate2_without_a_copy_names_the_convert_command(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    pipeline, batches = make_pipeline(settings_for(tmp_path, tiny_models, backend="ctranslate2",
+                                                   ct2_quantization="int8_float16"))
+    [result] = pipeline.translate([seed("004")])
+    assert isinstance(result.error, ModelNotInstalled)
+    assert "newsmt models convert translate:ar-en --quantization int8_float16" in str(result.error)
+    assert batches.total == 0 and pipeline.manager.load_count == 0
+
+
+def test_a_copy_of_older_weights_is_never_used(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    model = tmp_path / "ar-en"
+    shutil.copytree(tiny_models["ar"], model)
+    settings = settings_for(tmp_path, tiny_models, ar_en_model=str(model))
+    convert_model(settings.models_dir, ModelStore(settings).resolve(AR), "int8")
+    assert make_pipeline(settings)[0].manager.variant(AR) == "ctranslate2-int8-cpu"
+    config = model / "generation_config.json"  # the model is updated in place; its copy is now stale
+    config.write_text(config.read_text(encoding="utf-8").replace('"num_beams": 1', '"num_beams": 2'), encoding="utf-8")
+    assert make_pipeline(settings)[0].manager.variant(AR) == "transformers-float32-cpu"
+    strict, _ = make_pipeline(settings.model_copy(update={"backend": "ctranslate2"}))
+    [result] = strict.translate([seed("004")])
+    assert isinstance(result.error, ModelNotInstalled) and "newsmt models convert translate:ar-en" in str(result.error)
+
+
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "m2m100": lambda out: build_tiny_m2m100(out, seed_texts() + english_corpus()),
+    "bart": lambda out: build_tiny_bart(out, english_corpus()),
+}
+
+
+@pytest.mark.parametrize("kind", ["marian", *BUILDERS])
+def test_float32_copy_translates_exactly_like_transformers(
+    tmp_path: Path, tiny_models: dict[str, Path], kind: str
+) -> None:
+    """Same tokenizer, same decoding defaults, same length cut: the float32 copy must give identical outputs, which
+    pins down tokenization, the M2M100 target-language prefix and the length limit of the CTranslate2 engine."""
+    model = tiny_models["ar"] if kind == "marian" else BUILDERS[kind](tmp_path / kind)
+    settings = settings_for(tmp_path, tiny_models, ar_en_model=str(model), ct2_quantization="float32")
+    resolved = ModelStore(settings).resolve(AR)
+    convert_model(settings.models_dir, resolved, "float32")
+    texts = _sentences("001", "ar")[:6] if kind != "bart" else english_corpus()[:6]
+    ct2 = load_engine(resolved, settings, TASKS[AR])
+    torch_engine = load_engine(resolved, settings.model_copy(update={"backend": "transformers"}), TASKS[AR])
+    assert ct2.backend == "ctranslate2-float32-cpu" and torch_engine.backend == "transformers-float32-cpu"
+    outputs = ct2.generate(texts, GEN)
+    assert all(outputs) and outputs == torch_engine.generate(texts, GEN)
+    assert ct2.count_tokens(texts) == torch_engine.count_tokens(texts)
+
+
+def test_a_copy_stored_in_16_bit_names_its_cpu_compute_type(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    settings = settings_for(tmp_path, tiny_models, backend="ctranslate2", ct2_quantization="float16")
+    convert_model(settings.models_dir, ModelStore(settings).resolve(AR), "float16")
+    pipeline, _ = make_pipeline(settings)
+    before = pipeline.manager.variant(AR)
+    assert before == "ctranslate2-float16-as-float32-cpu"
+    [result] = pipeline.translate([seed("004")])
+    assert result.ok and pipeline.manager.engine(AR).backend == before
+
+
+def test_torch_dynamic_int8(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    fp32, _ = make_pipeline(settings_for(tmp_path, tiny_models, backend="transformers"))
+    [reference] = fp32.translate([seed("004")])
+    int8, batches = make_pipeline(settings_for(tmp_path, tiny_models, backend="transformers", torch_int8=True))
+    assert int8.manager.variant(AR) == "transformers-int8-cpu"
+    [result] = int8.translate([seed("004")])
+    assert result.ok and result.models[0]["backend"] == "transformers-int8-cpu"
+    assert result.cache_hits == 0 and batches.total >= result.segments  # fp32 entries are not reused
+    assert result.translation and not ARABIC_OR_HEBREW.search(result.translation)
+    engine, full = int8.manager.engine(AR), fp32.manager.engine(AR)
+    assert engine.backend == "transformers-int8-cpu" and engine.memory_bytes() < full.memory_bytes()
+    assert reference.ok
