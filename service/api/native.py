@@ -84,7 +84,7 @@ class TranslateResponse(BaseModel):
     usage: Usage
 
 
-def _translation(result: ArticleResult, with_paragraphs: bool) -> Translation:
+def translation_body(result: ArticleResult, with_paragraphs: bool) -> Translation:
     item = Translation(
         translation=result.translation or "",
         detected_language=result.detected_language,
@@ -119,7 +119,7 @@ async def translate(
     results = await state.translate(texts, request.source, request.options.beam_size)
     raise_first_error(results, field_name)
     return TranslateResponse(
-        results=[_translation(r, request.options.return_segments) for r in results],
+        results=[translation_body(r, request.options.return_segments) for r in results],
         usage=Usage(
             segments=sum(r.segments for r in results),
             cache_hits=sum(r.cache_hits for r in results),

@@ -28,7 +28,7 @@ from .native import (
     TranslateRequest,
     Translation,
     Usage,
-    _translation,
+    translation_body,
 )
 from .state import ServiceState, raise_first_error
 
@@ -171,7 +171,8 @@ async def articles(
     summaries = await _summarize(state, request.articles(), request.source, request.field_name(), options,
                                  request.options.beam_size)
     return ArticlesResponse(
-        results=[ArticleItem(**dict(_translation(s.article, request.options.return_segments)), summary=s.summary or "",
-                             summarizer=SummaryInfo.model_validate(s.describe())) for s in summaries],
+        results=[ArticleItem(**dict(translation_body(s.article, request.options.return_segments)),
+                             summary=s.summary or "", summarizer=SummaryInfo.model_validate(s.describe()))
+                 for s in summaries],
         usage=_usage([s.article for s in summaries], started),
     )
