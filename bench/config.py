@@ -69,6 +69,9 @@ TORCH_INT8_BATCH = 16
 
 #: The same uvicorn flags for the newsmt app and the bare FastAPI route, so only the app differs.
 UVICORN_FLAGS = ("--host", "127.0.0.1", "--workers", "1", "--log-level", "warning", "--no-access-log")
+#: A load average above this many runnable processes per bench thread before the run means others compete for the
+#: cores; OpenMP engines then lose far more than their share (threads wait at every barrier for a descheduled one).
+BUSY_LOAD_PER_THREAD = 0.5
 SERVER_START_TIMEOUT_S = 180.0
 CASE_TIMEOUT_S = 900.0
 TRANSLATE_ROUTE = "/v1/translate"

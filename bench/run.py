@@ -24,6 +24,7 @@ from . import report
 from .cases import CASES, Case, select
 from .config import (
     ARCHITECTURES,
+    BUSY_LOAD_PER_THREAD,
     CASE_TIMEOUT_S,
     CT2_QUANTIZATION,
     FULL,
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     started = time.perf_counter()
     machine_before = report.machine(args.device)
+    load = machine_before["load_average"]
+    if load and load[0] > threads * BUSY_LOAD_PER_THREAD:
+        log.warning("warning: load average %.1f before the run, for %d bench threads: other processes compete for "
+                    "the cores, so the figures will be noisy and multi-threaded engines will look slower", load[0],
+                    threads)
     try:
         ctx = prepare(cases, params, args.device, threads, work)
         context_file = work / "context.json"

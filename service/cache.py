@@ -9,7 +9,11 @@ normalised text. One edited sentence therefore misses only itself, and a model u
 is what a user expects.
 
 A cache that cannot be opened or used (missing, corrupt, read-only, disk full) never fails a request: operations
-degrade to misses with one warning, and the cache is reopened after `retry_seconds`.
+degrade to misses with one warning, and the cache is reopened after `retry_seconds`. SQLite by itself notices none
+of the faults that happen to an open cache (it keeps writing into a deleted database file, its page cache and WAL
+hide garbage written over the file, and its open file handles keep writing after the volume turns read-only), so
+an open cache also checks its own file, cheaply and at most once per `HEALTH_CHECK_SECONDS`: that way /readyz and
+`cache stats` tell the truth within a second of the fault.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -36,6 +41,9 @@ CACHE_SCHEMA_VERSION = 1
 _HITS_KEY = "__newsmt_stats__:hits"
 _MISSES_KEY = "__newsmt_stats__:misses"
 _CACHE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout, ValueError, TypeError, KeyError, EOFError)
+#: How often, at most, an open cache checks that its database file is still there, intact and writable.
+HEALTH_CHECK_SECONDS = 1.0
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def cache_key(kind: str, task: str, model_id: str, revision: str, settings: Mapping[str, Any], text: str) -> str:
@@ -77,17 +85,30 @@ class SegmentCache:
         self._cache: diskcache.Cache | None = None
         self._error: str | None = None
         self._next_retry = 0.0
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the database file that was opened
+        self._next_check = 0.0
         self._open()
+
+    @property
+    def database(self) -> Path:
+        return self.directory / diskcache.core.DBNAME
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def _open(self) -> diskcache.Cache | None:
+        fault = self._fault()  # first: a failed open leaves SQLite handles behind until the garbage collector runs
+        if fault is not None:
+            self._degrade(f"cannot open cache at {self.directory}: {fault}")
+            return None
         try:
             cache = diskcache.Cache(str(self.directory), size_limit=self.size_limit, timeout=5)
             cache.get(_HITS_KEY)  # touch the database: a corrupt file fails here, not on first real use
+            stat = os.stat(self.database)
         except _CACHE_ERRORS as exc:
             self._degrade(f"cannot open cache at {self.directory}: {exc}")
             return None
         self._cache = cache
+        self._identity = (stat.st_dev, stat.st_ino)
+        self._next_check = time.monotonic() + HEALTH_CHECK_SECONDS
         if self._error is not None:
             log.warning("cache at %s is usable again", self.directory)
         self._error = None
@@ -103,9 +124,34 @@ class SegmentCache:
                 broken.close()
         self._next_retry = time.monotonic() + self.retry_seconds
 
+    def _fault(self) -> str | None:
+        """Why the database file cannot be used, or None: one stat, one 16-byte read and one access(). Checked before
+        opening and, while open, at most once per HEALTH_CHECK_SECONDS. A missing file is a fault only once open."""
+        try:
+            stat = os.stat(self.database)
+            with self.database.open("rb") as fh:
+                header = fh.read(len(_SQLITE_HEADER))
+        except (FileNotFoundError, NotADirectoryError):
+            return None if self._cache is None else f"cache database {self.database} was deleted"
+        except OSError as exc:
+            return f"cache database {self.database} cannot be read: {exc}"
+        if self._cache is not None and (stat.st_dev, stat.st_ino) != self._identity:
+            return f"cache database {self.database} was replaced by another file"
+        if header not in (b"", _SQLITE_HEADER):  # empty: SQLite has not written its first page yet
+            return f"cache database {self.database} is corrupt: it does not start with an SQLite header"
+        if not os.access(self.directory, os.W_OK):  # EROFS even for root, unlike permission bits
+            return f"cache directory {self.directory} is read-only"
+        return None
+
     def _usable(self) -> diskcache.Cache | None:
         with self._lock:
-            if self._cache is None and time.monotonic() >= self._next_retry:
+            now = time.monotonic()
+            if self._cache is not None and now >= self._next_check:
+                self._next_check = now + HEALTH_CHECK_SECONDS
+                fault = self._fault()
+                if fault is not None:
+                    self._degrade(fault)
+            if self._cache is None and now >= self._next_retry:
                 self._open()
             return self._cache
 

@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Per-request time limit (504); the translation finishes in the background and "
         "a retry is served from the cache.",
     )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per minute allowed to each API key (to each client address when no keys are "
+        "set), up to that many at once; more get 429 with Retry-After. Health, metrics, docs and language-list "
+        "routes are never limited. 0: off.",
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -84,6 +84,13 @@ class Overloaded(NewsMTError):
         super().__init__(message)
 
 
+class RateLimited(Overloaded):
+    """This caller (API key, or client address without keys) used up its NEWSMT_RATE_LIMIT_PER_MINUTE allowance.
+    An Overloaded, so it maps to 429 with Retry-After wherever overload does."""
+
+    code = "rate_limited"
+
+
 class RequestTimedOut(NewsMTError):
     code = "timeout"
 

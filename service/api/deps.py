@@ -1,7 +1,9 @@
-"""`Annotated` dependency aliases that keep route signatures short, and API-key checks shared by both API styles."""
+"""`Annotated` dependency aliases that keep route signatures short, and the API-key and rate-limit checks shared by
+both API styles."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated
 
@@ -10,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..config import Settings
 from ..errors import AuthenticationRequired, InvalidApiKey
+from ..ratelimit import address_identity, key_identity
 from .state import ServiceState
 
 
@@ -30,18 +33,37 @@ def check_api_key(settings: Settings, given: str | None) -> None:
     if not given:
         raise AuthenticationRequired("an API key is required: send it as `Authorization: Bearer KEY` on /v1 routes "
                                      "or as the `api_key` field on LibreTranslate routes")
-    offered = given.encode("utf-8")
+    offered = _digest(given)
     matched = False
     for key in settings.api_keys:
-        matched |= hmac.compare_digest(offered, key.get_secret_value().encode("utf-8"))
+        matched |= hmac.compare_digest(offered, _digest(key.get_secret_value()))
     if not matched:
         raise InvalidApiKey("invalid API key")
 
 
+def _digest(key: str) -> bytes:
+    """Keys are compared as sha256 digests: equal lengths, so not even a key's length shows in the timing.
+    `surrogatepass`: a JSON body can carry a lone surrogate, which is a wrong key, not a server error."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def admit(state: ServiceState, request: Request, given: str | None) -> None:
+    """Authenticate the caller, then spend one request of its rate-limit allowance (NEWSMT_RATE_LIMIT_PER_MINUTE):
+    its key's when the server has keys, else its address's. A failed key check is charged to the address, so
+    guessing keys is rate limited too."""
+    address = address_identity(request.client.host if request.client else None)
+    try:
+        check_api_key(state.settings, given)
+    except (AuthenticationRequired, InvalidApiKey):
+        state.rate_limiter.acquire(address)
+        raise
+    state.rate_limiter.acquire(key_identity(given) if state.settings.api_keys and given else address)
+
+
 def require_bearer_key(
-    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    state: State, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    check_api_key(state.settings, credentials.credentials if credentials is not None else None)
+    admit(state, request, credentials.credentials if credentials is not None else None)
 
 
 BearerKey = Depends(require_bearer_key)

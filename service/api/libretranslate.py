@@ -22,7 +22,7 @@ from ..html_text import parse_html
 from ..langid import Detection, detect_language
 from ..pipeline import SOURCE_CHOICES
 from ..textproc import clean_document
-from .deps import State, check_api_key
+from .deps import State, admit
 from .native import ARABIC_EXAMPLE, HEBREW_EXAMPLE
 from .state import ServiceState, raise_first_error
 
@@ -155,7 +155,7 @@ async def _translate_html(state: ServiceState, markup: str, source: str) -> tupl
 async def translate(request: Request, state: State) -> dict[str, Any]:
     """Translate text (or HTML, keeping its tags) from Arabic or Hebrew into English."""
     fields = await _fields(request)
-    check_api_key(state.settings, _api_key(fields))
+    admit(state, request, _api_key(fields))
     q = _texts(fields)
     source, target = _required_str(fields, "source"), _required_str(fields, "target")
     text_format = fields.get("format") or "text"
@@ -190,7 +190,7 @@ async def translate(request: Request, state: State) -> dict[str, Any]:
 async def detect(request: Request, state: State) -> list[dict[str, Any]]:
     """Detect the language of a text: `[{"confidence": 0-100, "language": code}]`."""
     fields = await _fields(request)
-    check_api_key(state.settings, _api_key(fields))
+    admit(state, request, _api_key(fields))
     q = _required_str(fields, "q")
     state.check_request_size([q], None)
     detection = await anyio.to_thread.run_sync(_detect, q)

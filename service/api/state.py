@@ -21,6 +21,7 @@ from ..errors import InputTooLarge, ItemFailed, Overloaded, RequestTimedOut
 from ..manager import ModelManager
 from ..metrics import Metrics
 from ..pipeline import ArticleResult, Pipeline
+from ..ratelimit import RateLimiter
 
 
 @dataclass
@@ -31,10 +32,12 @@ class ServiceState:
     pipeline: Pipeline
     metrics: Metrics
     coalescer: Coalescer[list[ArticleResult]] = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
     _inflight: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.coalescer = Coalescer(on_join=self.metrics.coalesced.inc)
+        self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
 
     def check_request_size(self, texts: list[str], field_name: str | None) -> None:
         """Refuse an oversized request before any work, stating the limit it broke. `field_name` names the list
