@@ -15,7 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .batcher import BatchHook, DynamicBatcher
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PARAGRAPH_OVERRIDE_CONFIDENCE = 0.95
 PARAGRAPH_OVERRIDE_MIN_CHARS = 40
 SOURCE_CHOICES = ("auto", *SOURCE_LANGUAGES, TARGET_LANGUAGE)
+TRANSLATION_TASKS = tuple(translation_task(lang) for lang in SOURCE_LANGUAGES)
 
 
 @dataclass
@@ -113,14 +114,18 @@ class Pipeline:
         started = time.perf_counter()
         gen = self.generation_settings(beam_size)
         ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
-        works: list[_Work] = []
-        for article_id, text in zip(ids, texts, strict=True):
-            result = ArticleResult(id=article_id)
+        signature = self._models_signature()
+        works = [_Work(ArticleResult(id=article_id), [], "\n", [],
+                       doc_key=self._article_key(text, source, gen, signature))
+                 for article_id, text in zip(ids, texts, strict=True)]
+        cached = self.cache.get_many(w.doc_key for w in works)  # one lookup serves every repeated article
+        for work, text in zip(works, texts, strict=True):
+            if work.doc_key in cached and self._apply_cached_article(work.result, cached[work.doc_key]):
+                continue
             try:
-                works.append(self._prepare(result, text, source, gen))
+                self._prepare(work, text, source, gen)
             except NewsMTError as exc:
-                result.error = exc
-                works.append(_Work(result, [], "\n", []))
+                work.result.error = exc
         pending = [w for w in works if w.result.ok and w.result.translation is None]
         self._translate_segments(pending, gen)
         elapsed = (time.perf_counter() - started) * 1000
@@ -145,20 +150,31 @@ class Pipeline:
         result.source_url = doc.source_url
         return doc, self._languages(result, doc.paragraphs, source)
 
-    def _prepare(self, result: ArticleResult, text: str, source: str, gen: GenerationSettings) -> _Work:
-        """Clean, detect, resolve models, try the article-level cache, and segment what still needs work."""
+    def _models_signature(self) -> str:
+        """Every translation model's id, revision and backend (or 'missing'): all an article's result can depend on
+        before its language is known, so the article-level key needs no cleaning or detection."""
+        parts = []
+        for task in TRANSLATION_TASKS:
+            try:
+                model = self.manager.resolve(task)
+                parts.append(f"{task}={model.model_id}@{model.revision}/{self.manager.variant(task)}")
+            except NewsMTError:
+                parts.append(f"{task}=missing")
+        return "|".join(parts)
+
+    def _article_key(self, text: str, source: str, gen: GenerationSettings, signature: str) -> str:
+        """Key of a whole article's result: over the raw text as received, so a repeat costs one lookup."""
+        return cache_key("article", "translate", signature, "", {**gen.key(), "source": source}, text)
+
+    def _prepare(self, work: _Work, text: str, source: str, gen: GenerationSettings) -> None:
+        """Clean, detect, resolve models and segment an article the article-level cache did not have."""
+        result = work.result
         doc, languages = self.prepare_document(text, source, result)
-        work = _Work(result, doc.paragraphs, doc.separator, languages)
+        work.paragraphs, work.separator, work.languages = doc.paragraphs, doc.separator, languages
         tasks = sorted({translation_task(lang) for lang in languages if lang != TARGET_LANGUAGE})
         models = {task: self.manager.resolve(task) for task in tasks}
         result.models = [{"task": t, "model_id": m.model_id, "revision": m.revision,
                           "backend": self.manager.variant(t)} for t, m in models.items()]
-        work.doc_key = cache_key("article", ",".join(tasks), "|".join(m.model_id for m in models.values()),
-                                 "|".join(m.revision for m in models.values()), self._key_settings(gen, models),
-                                 json.dumps([doc.separator, languages, doc.paragraphs], ensure_ascii=False))
-        cached = self.cache.get_many([work.doc_key]).get(work.doc_key)
-        if cached is not None and self._apply_cached_article(work, cached):
-            return work
         for p, (paragraph, lang) in enumerate(zip(doc.paragraphs, languages, strict=True)):
             if lang == TARGET_LANGUAGE:
                 continue
@@ -168,7 +184,6 @@ class Pipeline:
                                 self._key_settings(gen, {task: models[task]}), sentence)
                 work.segments.append(_Segment(len(work.segments), p, task, sentence, key))
         result.segments = len(work.segments)
-        return work
 
     def _languages(self, result: ArticleResult, paragraphs: list[str], source: str) -> list[str]:
         """One language per paragraph: the explicit source, else the document's detected language, overridden by a
@@ -194,17 +209,32 @@ class Pipeline:
     def _key_settings(self, gen: GenerationSettings, models: dict[str, ResolvedModel]) -> dict[str, Any]:
         return {**gen.key(), "variants": [self.manager.variant(task) for task in models]}
 
-    def _apply_cached_article(self, work: _Work, cached: str) -> bool:
+    def _apply_cached_article(self, result: ArticleResult, cached: str) -> bool:
+        """Fill `result` from a cached article; False (recompute) for an entry that does not read back whole."""
         try:
             data = json.loads(cached)
-            translations, segments = data["paragraphs"], int(data["segments"])
+            paragraphs = [ParagraphResult(str(p["source"]), str(p["translation"]), str(p["language"]))
+                          for p in data["paragraphs"]]
+            result.translation = str(data["translation"])
+            result.detected_language, result.language_confidence = data["detected_language"], data["confidence"]
+            result.source_url, result.models = data["source_url"], list(data["models"])
+            result.segments = result.cache_hits = int(data["segments"])
         except (ValueError, KeyError, TypeError):
-            return False  # unreadable entry: recompute rather than serve something wrong
-        if not isinstance(translations, list) or len(translations) != len(work.paragraphs):
+            result.translation = None
             return False
-        self._finish(work, [str(t) for t in translations])
-        work.result.segments = work.result.cache_hits = segments
+        result.paragraphs = paragraphs
         return True
+
+    def _cached_article(self, result: ArticleResult) -> str:
+        return json.dumps({
+            "translation": result.translation,
+            "paragraphs": [asdict(p) for p in result.paragraphs],
+            "detected_language": result.detected_language,
+            "confidence": result.language_confidence,
+            "source_url": result.source_url,
+            "models": result.models,
+            "segments": result.segments,
+        }, ensure_ascii=False)
 
     def _translate_segments(self, works: list[_Work], gen: GenerationSettings) -> None:
         """Look every segment up at once, send only the distinct misses to the engines, store, join."""
@@ -241,8 +271,7 @@ class Pipeline:
                 for p, (paragraph, lang) in enumerate(zip(work.paragraphs, work.languages, strict=True))
             ]
             self._finish(work, translations)
-            self.cache.set_many({work.doc_key: json.dumps(
-                {"paragraphs": translations, "segments": len(work.segments)}, ensure_ascii=False)})
+            self.cache.set_many({work.doc_key: self._cached_article(work.result)})
 
     def _finish(self, work: _Work, translations: list[str]) -> None:
         work.result.paragraphs = [
