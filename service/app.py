@@ -12,6 +12,7 @@ come from NEWSMT_* variables.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,6 +65,47 @@ NATIVE_STATUS: dict[type[NewsMTError], int] = {
 }
 #: LibreTranslate answers 400 to every problem with the request itself.
 LIBRETRANSLATE_BAD_REQUEST = (InvalidInput, UnsupportedLanguage)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable name, e.g. `input_too_large` (see the README's table).")
+    message: str = Field(description="What went wrong, stating the limit broken or the command that fixes it.")
+
+
+class NativeError(BaseModel):
+    """Error body of the native routes."""
+
+    error: ErrorDetail
+
+
+class LibreTranslateError(BaseModel):
+    """Error body of the LibreTranslate-compatible routes, as LibreTranslate shapes it."""
+
+    error: str
+
+
+#: Every error status a route can answer, declared in the OpenAPI schema so that clients (and the contract test,
+#: which checks each response against it) know the body of each: nothing a route answers is undocumented.
+_ERROR_MEANINGS = {
+    400: "Native routes: the body is not UTF-8. LibreTranslate routes: anything wrong with the request.",
+    401: "An API key is required (NEWSMT_API_KEYS is set) and none was sent.",
+    403: "The API key is not valid.",
+    404: "No such task.",
+    413: "The body, a text or the number of texts is over a limit; the message names the setting.",
+    422: "Malformed or invalid request, empty text, or unsupported language.",
+    429: "Too many translations in flight, or this caller's rate limit is used up; see Retry-After.",
+    503: "The model is not installed (the message names the install command) or cannot be loaded.",
+    504: "Slower than NEWSMT_REQUEST_TIMEOUT_SECONDS; the work finishes in the background.",
+}
+
+
+def _errors(body: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, object]]:
+    return {status: {"model": body, "description": _ERROR_MEANINGS[status]} for status in statuses}
+
+
+TRANSLATION_ERRORS = _errors(NativeError, 400, 401, 403, 413, 422, 429, 503, 504)
+ADMIN_ERRORS = _errors(NativeError, 401, 403, 404, 413, 422, 429, 503)
+LIBRETRANSLATE_ERRORS = _errors(LibreTranslateError, 400, 401, 403, 413, 429, 503, 504)
 
 DESCRIPTION = """Translate Hebrew and Arabic news into English, with a content-hash cache.
 
@@ -192,11 +235,33 @@ class RequestMetrics:
             self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - started)
 
 
+#: `api_key=...` in a query string. newsmt reads keys only from the Authorization header and the body, but a client
+#: may still put one there, and uvicorn's access log records every path with its query string.
+_KEY_IN_QUERY = re.compile(r"(?i)([?&]api_key=)[^&#\s]*")
+
+
+class RedactApiKeys(logging.Filter):
+    """Blanks API keys out of access-log lines, so that no key ever reaches a log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_KEY_IN_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactApiKeys) for f in access.filters):
+        access.addFilter(RedactApiKeys())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Nothing heavy happens here: the cache is opened and the pipeline built in the lifespan, and
     models load on first use (or via POST /v1/models/{task}/load)."""
     settings = settings or Settings()
     metrics = Metrics()
+    _redact_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -210,10 +275,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.close()
 
     app = FastAPI(title="newsmt", description=DESCRIPTION, lifespan=lifespan)
-    app.include_router(native.router)
-    app.include_router(summarize.router)
-    app.include_router(ops.admin)
-    app.include_router(libretranslate.router)
+    app.include_router(native.router, responses=TRANSLATION_ERRORS)
+    app.include_router(summarize.router, responses=TRANSLATION_ERRORS)
+    app.include_router(ops.admin, responses=ADMIN_ERRORS)
+    app.include_router(libretranslate.router, responses=LIBRETRANSLATE_ERRORS)
     app.include_router(ops.router)
     app.include_router(web.router)
     app.add_exception_handler(NewsMTError, _domain_error)
@@ -226,4 +291,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if not settings.api_keys:
+        _schema_without_auth(app)
     return app
+
+
+def _schema_without_auth(app: FastAPI) -> None:
+    """A server without NEWSMT_API_KEYS takes no key, so its live schema demands none: generated clients and the
+    contract test then see the API as it is. (The bearer scheme is on the routes because keys can be switched on.)"""
+    generate = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation.pop("security", None)
+            schema.get("components", {}).pop("securitySchemes", None)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]

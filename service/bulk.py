@@ -32,6 +32,9 @@ OUTPUT_MODE = 0o644
 TRANSLATION_SUFFIX = ".en.txt"
 SUMMARY_SUFFIX = ".summary.txt"
 _UNSAFE = re.compile(r"[^\w.-]+")
+_TEMP_SUFFIX = ".tmp"
+#: write_atomic's temp names: tempfile.mkstemp puts 8 characters of [a-z0-9_] between prefix and suffix.
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,10 @@ def _jsonl_articles(file: Path, stem: str) -> Iterator[ArticleSource]:
 
 
 def write_atomic(path: Path, content: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
+    """Write via a temp file in the same folder, fsync, then rename: readers see old or new, never half. The temp
+    file is `.NAME.XXXXXXXX.tmp`, never the final name, so a kill mid-write leaves no partial output behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, OUTPUT_MODE)  # mkstemp creates 0600; outputs are ordinary shareable files
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -119,6 +123,16 @@ def write_atomic(path: Path, content: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(folder: Path, name: str = "*", *, recursive: bool = True) -> None:
+    """Delete the temp files a killed run left in `folder` for outputs matching `name`, so they never pile up;
+    finished outputs are never touched. Two runs writing into one folder at once are not supported anyway (the
+    second's results.jsonl would replace the first's)."""
+    pattern = f".{name}.*{_TEMP_SUFFIX}"
+    for path in list(folder.rglob(pattern) if recursive else folder.glob(pattern)):
+        if path.is_file() and _TEMP_NAME.match(path.name):
+            path.unlink(missing_ok=True)
 
 
 def error_dict(error: NewsMTError | Exception) -> dict[str, str]:
@@ -186,6 +200,9 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
             raise InvalidInput("summarize_then_translate translates only the picked sentences, so it cannot "
                                "write whole translations; use translate_then_summarize")
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)
+    if report is not None and report.parent.is_dir():
+        remove_stale_temp_files(report.parent, report.name, recursive=False)
     summary = BulkSummary()
     records: list[dict[str, Any]] = []
     paragraphs: list[list[ParagraphResult]] = []  # per record, kept only for the report

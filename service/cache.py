@@ -41,6 +41,10 @@ CACHE_SCHEMA_VERSION = 1
 _HITS_KEY = "__newsmt_stats__:hits"
 _MISSES_KEY = "__newsmt_stats__:misses"
 _CACHE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout, ValueError, TypeError, KeyError, EOFError)
+#: SQLite's page cache, per connection. diskcache opens one connection per thread and lets each cache 8,192 pages
+#: (32 MB); a server runs up to 40 worker threads, so that alone could grow it by 1.3 GB as the database grows.
+#: 1,024 pages (4 MB) each bounds it at a tenth of that; lookups are by primary key and the OS caches the file.
+SQLITE_CACHE_PAGES = 1024
 #: How often, at most, an open cache checks that its database file is still there, intact and writable.
 HEALTH_CHECK_SECONDS = 1.0
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -54,7 +58,8 @@ def cache_key(kind: str, task: str, model_id: str, revision: str, settings: Mapp
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    # surrogatepass: a key over text holding a lone surrogate (which the pipeline then refuses) must not crash.
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,8 @@ class SegmentCache:
             self._degrade(f"cannot open cache at {self.directory}: {fault}")
             return None
         try:
-            cache = diskcache.Cache(str(self.directory), size_limit=self.size_limit, timeout=5)
+            cache = diskcache.Cache(str(self.directory), size_limit=self.size_limit, timeout=5,
+                                    sqlite_cache_size=SQLITE_CACHE_PAGES)
             cache.get(_HITS_KEY)  # touch the database: a corrupt file fails here, not on first real use
             stat = os.stat(self.database)
         except _CACHE_ERRORS as exc:
@@ -126,12 +132,14 @@ class SegmentCache:
 
     def _fault(self) -> str | None:
         """Why the database file cannot be used, or None: one stat, one 16-byte read and one access(). Checked before
-        opening and, while open, at most once per HEALTH_CHECK_SECONDS. A missing file is a fault only once open."""
+        opening and, while open, at most once per HEALTH_CHECK_SECONDS."""
         try:
             stat = os.stat(self.database)
             with self.database.open("rb") as fh:
                 header = fh.read(len(_SQLITE_HEADER))
-        except (FileNotFoundError, NotADirectoryError):
+        except NotADirectoryError:
+            return f"cache directory {self.directory} is not a directory"
+        except FileNotFoundError:  # before opening, a missing file is simply a cache yet to be created
             return None if self._cache is None else f"cache database {self.database} was deleted"
         except OSError as exc:
             return f"cache database {self.database} cannot be read: {exc}"

@@ -24,7 +24,8 @@ T = TypeVar("T")
 def work_key(*parts: object) -> str:
     """Digest of the JSON of `parts` (anything json-serialisable): equal inputs, equal key."""
     payload = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate from a JSON body is refused by the pipeline, not by a crash while hashing.
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Coalescer(Generic[T]):

@@ -18,6 +18,7 @@ import torch
 from .config import TASKS, Settings
 from .engines.base import Engine
 from .engines.factory import load_engine, plan_engine
+from .errors import ModelLoadError
 from .model_store import ModelStore, ResolvedModel, task_or_error
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class ModelManager:
         self._resolved: dict[str, ResolvedModel] = {}
         self._variants: dict[str, str] = {}
         self.load_count = 0
+        #: Why each task's last load failed (cleared by a successful load): readiness reports it.
+        self.load_errors: dict[str, str] = {}
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
 
@@ -67,7 +70,10 @@ class ModelManager:
             return loaded.model
         found = self._resolved.get(task)
         if found is None:
-            found = self._resolved[task] = self.store.resolve(task)
+            try:
+                found = self._resolved[task] = self.store.resolve(task)
+            except ModelLoadError as exc:  # e.g. a broken config.json: say which task's model it is
+                raise ModelLoadError(f"{task}: {exc}") from exc
         return found
 
     def forget(self, task: str | None = None) -> None:
@@ -104,7 +110,14 @@ class ModelManager:
         resolved = self.resolve(task)
         info = TASKS[task]
         started = time.perf_counter()
-        engine = load_engine(resolved, self.settings, info)
+        try:
+            engine = load_engine(resolved, self.settings, info)
+        except ModelLoadError as exc:
+            # Forgotten, so the next request re-resolves (and re-fingerprints) a model that was repaired meanwhile.
+            self.forget(task)
+            error = self.load_errors[task] = f"{task}: {exc}"
+            raise ModelLoadError(error) from exc
+        self.load_errors.pop(task, None)
         elapsed = time.perf_counter() - started
         self.load_count += 1
         now = time.time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 PARAGRAPH_OVERRIDE_CONFIDENCE = 0.95
 PARAGRAPH_OVERRIDE_MIN_CHARS = 40
 SOURCE_CHOICES = ("auto", *SOURCE_LANGUAGES, TARGET_LANGUAGE)
+#: A Python str holds astral characters as single code points, so any code point in this range is a lone half.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 TRANSLATION_TASKS = tuple(translation_task(lang) for lang in SOURCE_LANGUAGES)
 
 
@@ -144,6 +147,10 @@ class Pipeline:
             )
         if not text.strip():
             raise EmptyText("text is empty")
+        surrogate = _LONE_SURROGATE.search(text)
+        if surrogate is not None:  # JSON can carry one (`"\ud800"`); no tokenizer or UTF-8 output file takes it
+            raise InvalidInput(f"text is not valid Unicode: lone surrogate U+{ord(surrogate.group()):04X} at "
+                               f"character {surrogate.start()}")
         doc = clean_document(text)
         if not doc.paragraphs:
             raise EmptyText("text has nothing to translate once boilerplate is removed")

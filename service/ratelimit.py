@@ -28,7 +28,7 @@ MAX_CALLERS = 10_000
 
 def key_identity(api_key: str) -> str:
     """The bucket name for an API key: a digest, so the limiter never holds the key itself."""
-    return "key:" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:32]
+    return "key:" + hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def address_identity(host: str | None) -> str:

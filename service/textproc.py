@@ -332,7 +332,8 @@ def split_sentences(paragraph: str, lang: str) -> list[str]:
         merged.append(span)
     # A trailing letterless piece (e.g. a final list number) joins the previous sentence.
     if len(merged) > 1 and not _has_letters(paragraph[merged[-1][0] : merged[-1][1]]):
-        merged[-2][1] = merged.pop()[1]
+        last = merged.pop()  # popped first: `merged[-2][1] = merged.pop()[1]` indexes after the pop
+        merged[-1][1] = last[1]
 
     result = [paragraph[a:b].strip() for a, b in merged]
     result = [r for r in result if r]

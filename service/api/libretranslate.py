@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
 
 from ..config import SOURCE_LANGUAGES, TARGET_LANGUAGE
 from ..errors import EmptyText, InvalidInput, UnsupportedLanguage
@@ -35,17 +36,23 @@ FORMATS = ("text", "html")
 _SUPPORTED = (*SOURCE_LANGUAGES, TARGET_LANGUAGE)
 
 _FORM = "application/x-www-form-urlencoded"
+#: Any JSON value: with keys configured, anything but one of them (a number, say) is a wrong key (403), and without
+#: keys the field is ignored.
+_API_KEY = {"description": "One of NEWSMT_API_KEYS, when the server has keys."}
 _TRANSLATE_BODY = {
     "required": True,
     "content": {
         "application/json": {
             "schema": {"type": "object", "required": ["q", "source", "target"], "properties": {
-                "q": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "q": {"oneOf": [{"type": "string", "minLength": 1},
+                                {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
                 "source": {"type": "string", "enum": list(SOURCE_CHOICES)},
                 "target": {"type": "string", "enum": [TARGET_LANGUAGE]},
-                "format": {"type": "string", "enum": list(FORMATS), "default": "text"},
-                "alternatives": {"type": "integer", "default": 0},
-                "api_key": {"type": "string"},
+                "format": {"type": ["string", "null"], "enum": [*FORMATS, "", None], "default": "text",
+                           "description": "empty or null: text, as in LibreTranslate"},
+                "alternatives": {"type": ["integer", "string", "null"], "default": 0,
+                                 "description": "a whole number, or one written as text"},
+                "api_key": _API_KEY,
             }},
             "examples": {
                 "arabic": {"summary": "Arabic, detected", "value": {"q": ARABIC_EXAMPLE, "source": "auto",
@@ -59,7 +66,7 @@ _TRANSLATE_BODY = {
         },
         _FORM: {
             "schema": {"type": "object", "required": ["q", "source", "target"], "properties": {
-                "q": {"type": "string"}, "source": {"type": "string"}, "target": {"type": "string"},
+                "q": {"type": "string", "minLength": 1}, "source": {"type": "string"}, "target": {"type": "string"},
                 "format": {"type": "string"}, "alternatives": {"type": "integer"}, "api_key": {"type": "string"},
             }},
             "example": {"q": HEBREW_EXAMPLE, "source": "auto", "target": "en"},
@@ -70,10 +77,30 @@ _DETECT_BODY = {
     "required": True,
     "content": {
         media: {"schema": {"type": "object", "required": ["q"], "properties": {
-            "q": {"type": "string"}, "api_key": {"type": "string"}}}, "example": {"q": ARABIC_EXAMPLE}}
+            "q": {"type": "string", "minLength": 1}, "api_key": _API_KEY}}, "example": {"q": ARABIC_EXAMPLE}}
         for media in ("application/json", _FORM)
     },
 }
+
+
+class DetectedLanguage(BaseModel):
+    confidence: float = Field(description="0-100, as LibreTranslate reports it.")
+    language: str
+
+
+class LibreTranslation(BaseModel):
+    """A string per string sent, a list per list; `detectedLanguage` only with source=auto, `alternatives` only when
+    asked for (always empty: newsmt invents no alternatives)."""
+
+    translatedText: str | list[str]
+    detectedLanguage: DetectedLanguage | list[DetectedLanguage] | None = None
+    alternatives: list[str] | list[list[str]] | None = None
+
+
+class Language(BaseModel):
+    code: str
+    name: str
+    targets: list[str]
 
 
 async def _fields(request: Request) -> dict[str, Any]:
@@ -83,7 +110,7 @@ async def _fields(request: Request) -> dict[str, Any]:
     if media_type == "application/json" or media_type.endswith("+json"):
         try:
             data = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             data = None
         if not isinstance(data, dict):
             raise InvalidInput("Invalid JSON format")
@@ -117,10 +144,21 @@ def _api_key(fields: dict[str, Any]) -> str | None:
 
 
 def _alternatives(value: Any) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        raise InvalidInput("Invalid request: alternatives parameter is not a number") from None
+    """A whole number, as JSON or as text (form fields are text, and LibreTranslate also takes JSON strings);
+    absent, null or empty means none, and so does a negative number, as in LibreTranslate."""
+    not_a_number = InvalidInput("Invalid request: alternatives parameter is not a number")
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str):
+        try:
+            return max(0, int(value))
+        except ValueError:
+            raise not_a_number from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise not_a_number
+    return max(0, value)
 
 
 def _detected(lang: str | None, confidence: float | None) -> dict[str, Any]:
@@ -151,7 +189,8 @@ async def _translate_html(state: ServiceState, markup: str, source: str) -> tupl
     return doc.render([r.translation or "" for r in results]), _detected(detection.lang, detection.confidence)
 
 
-@router.post("/translate", openapi_extra={"requestBody": _TRANSLATE_BODY})
+@router.post("/translate", openapi_extra={"requestBody": _TRANSLATE_BODY}, response_model=LibreTranslation,
+             response_model_exclude_none=True)
 async def translate(request: Request, state: State) -> dict[str, Any]:
     """Translate text (or HTML, keeping its tags) from Arabic or Hebrew into English."""
     fields = await _fields(request)
@@ -186,7 +225,7 @@ async def translate(request: Request, state: State) -> dict[str, Any]:
     return body
 
 
-@router.post("/detect", openapi_extra={"requestBody": _DETECT_BODY})
+@router.post("/detect", openapi_extra={"requestBody": _DETECT_BODY}, response_model=list[DetectedLanguage])
 async def detect(request: Request, state: State) -> list[dict[str, Any]]:
     """Detect the language of a text: `[{"confidence": 0-100, "language": code}]`."""
     fields = await _fields(request)
@@ -197,8 +236,8 @@ async def detect(request: Request, state: State) -> list[dict[str, Any]]:
     return [_detected(detection.lang, detection.confidence)]
 
 
-@router.get("/languages")
-@router.post("/languages", operation_id="languages_post")  # older LibreTranslate clients POST
+@router.get("/languages", response_model=list[Language])
+@router.post("/languages", operation_id="languages_post", response_model=list[Language])  # older clients POST
 def languages() -> list[dict[str, Any]]:
     """Languages newsmt reads and the target each translates into (English is passed through, never a source
     of translation)."""

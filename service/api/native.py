@@ -19,8 +19,13 @@ ARABIC_EXAMPLE = ("التقى الأمين العام للأمم المتحدة 
 HEBREW_EXAMPLE = "ראש הממשלה נפגש היום עם שר החוץ בירושלים כדי לדון במצב באזור. שני הצדדים הדגישו את חשיבות הדיאלוג."
 
 
+#: Strict: JSON types as the schema states them (no "4" or true for 4), so a request the published schema calls
+#: invalid is refused with 422 rather than silently coerced.
+_REQUEST_CONFIG = ConfigDict(extra="forbid", strict=True)
+
+
 class TranslateOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST_CONFIG
 
     beam_size: int | None = Field(None, ge=1, le=16, description="Beam width; default NEWSMT_BEAM_SIZE.")
     return_segments: bool = Field(False, description="Also return each paragraph's source, translation and "
@@ -28,7 +33,7 @@ class TranslateOptions(BaseModel):
 
 
 class TranslateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST_CONFIG
 
     text: str | None = Field(None, description="One article. Give `text` or `texts`, not both.")
     texts: list[str] | None = Field(None, description="Several articles, translated together (shared batches).")

@@ -7,10 +7,11 @@ them in its threadpool instead of on the event loop.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from ..config import SOURCE_LANGUAGES, translation_task
 from ..errors import NewsMTError
@@ -27,17 +28,28 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready; `reasons` says why."}})
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    reasons: list[str] = Field(description="Why not ready: the cache is unusable (and why), a model is missing.")
+
+
+@router.get("/readyz", responses={200: {"model": Readiness},
+                                  503: {"model": Readiness, "description": "Not ready; `reasons` says why."}})
 def readyz(state: State) -> JSONResponse:
-    """Readiness: the cache is usable and every translation model is installed (not necessarily loaded yet)."""
+    """Readiness: the cache is usable and every translation model is installed (not necessarily loaded yet) and did
+    not fail its last load."""
     reasons = []
     if not state.cache.available:
         reasons.append(f"cache unusable: {state.cache.error}")
     for lang in SOURCE_LANGUAGES:
+        task = translation_task(lang)
         try:
-            state.manager.resolve(translation_task(lang))
+            state.manager.resolve(task)
         except NewsMTError as exc:
             reasons.append(str(exc))
+            continue
+        if task in state.manager.load_errors:  # installed, but its last load failed (truncated weights, say)
+            reasons.append(state.manager.load_errors[task])
     return JSONResponse({"status": "not_ready" if reasons else "ready", "reasons": reasons},
                         status_code=503 if reasons else 200)
 
