@@ -177,7 +177,7 @@ def both_models(ctx: Context) -> Outcome:
 
     settings = Settings()
     manager = ModelManager(settings)
-    cache = SegmentCache(settings.cache_dir, settings.cache_size_limit, settings.cache_retry_seconds)
+    cache = SegmentCache.from_settings(settings)
     articles = [corpus_articles(ctx)[0], make_articles(1, "he")[0]]
     results = Pipeline(settings, manager, cache).translate(articles)
     failed = [str(r.error) for r in results if not r.ok]

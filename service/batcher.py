@@ -13,8 +13,12 @@ Forming a batch:
   so a small request arriving while a huge one runs gets into the very next batch instead of waiting it out;
 - length grouping: each request's pieces are queued shortest first, so successive batches grow in length and pad
   little; a text that several requests queued takes one slot when it comes up in the same batch;
-- waiting: a batch that would not be full waits until `max_wait` has passed since its oldest piece was queued, for
-  concurrent requests to join; once a piece has waited that long (or the queue fills a batch) nothing waits.
+- waiting: a batch that would not be full waits only for requests known to be on their way, those inside
+  `arriving()` (the pipeline holds it while it cleans, detects, segments and looks up an article, the few
+  milliseconds before its misses reach the queue), and at most until `max_wait` has passed since the oldest queued
+  piece. A lone request therefore never waits, and sixteen requests that come in together make two or three full
+  batches instead of a small one for the first and the rest after it: on a CPU a batch of 64 translates about 2.5x
+  faster per sentence than a batch of 10.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .engines.base import Engine, GenerationSettings
@@ -66,6 +71,28 @@ class DynamicBatcher:
         self._on_batch = on_batch
         self._groups: dict[tuple[Engine, GenerationSettings], _Group] = {}
         self._cond = threading.Condition()
+        self._arriving = 0  # callers inside `arriving()` that have not queued their pieces yet
+        self._announced = threading.local()  # whether this thread's `arriving()` still counts in `_arriving`
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announce that this thread will call `generate` within the block: until it does (or the block ends without
+        it), an idle engine waits for its pieces (up to `max_wait`) rather than starting a small batch without them.
+        The announcement ends as the pieces are queued, under the same lock, so no leader can slip in between."""
+        with self._cond:
+            self._arriving += 1
+        self._announced.value = True
+        try:
+            yield
+        finally:
+            self._end_announcement()
+
+    def _end_announcement(self) -> None:
+        if getattr(self._announced, "value", False):
+            self._announced.value = False
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify_all()
 
     def generate(self, task: str, engine: Engine, texts: list[str], gen: GenerationSettings) -> list[str]:
         """`engine.generate(texts, gen)`, in batches shared with whatever else is running concurrently."""
@@ -78,6 +105,9 @@ class DynamicBatcher:
         with self._cond:
             group = self._groups.setdefault(key, _Group(task))
             group.requests.append(request)
+            if getattr(self._announced, "value", False):
+                self._announced.value = False
+                self._arriving -= 1
             self._cond.notify_all()
         while True:
             with self._cond:
@@ -96,7 +126,8 @@ class DynamicBatcher:
     def _wait_for_company(self, group: _Group) -> None:
         """Called by the leader with the lock held; `wait` releases it so other requests can queue meanwhile."""
         deadline = min(r.queued_at for r in group.requests) + self.max_wait
-        while (remaining := deadline - time.monotonic()) > 0 and not self._fills_a_batch(group):
+        while (self._arriving and (remaining := deadline - time.monotonic()) > 0
+               and not self._fills_a_batch(group)):
             self._cond.wait(remaining)
 
     def _fills_a_batch(self, group: _Group) -> bool:

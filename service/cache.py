@@ -14,6 +14,16 @@ of the faults that happen to an open cache (it keeps writing into a deleted data
 hide garbage written over the file, and its open file handles keep writing after the volume turns read-only), so
 an open cache also checks its own file, cheaply and at most once per `HEALTH_CHECK_SECONDS`: that way /readyz and
 `cache stats` tell the truth within a second of the fault.
+
+A small in-process LRU tier (`cachetools.LRUCache`, bounded in bytes) sits in front of the disk: a hot article, one
+that many clients request again and again, is then answered without touching SQLite at all. Entries are never
+stale, since a key names the exact model, settings and text; the memory tier also keeps serving what it holds
+while the disk cache is broken.
+
+Hit and miss counts are kept in memory and added to the shared counters at most once per `HEALTH_CHECK_SECONDS`
+(and on `stats` and `close`). Writing them per lookup turned every cache hit into a write transaction, and under
+32 concurrent clients those writers queued on SQLite's lock for hundreds of milliseconds; another process's
+`cache stats` now lags by up to a second instead.
 """
 
 from __future__ import annotations
@@ -24,13 +34,18 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Settings
+
+import cachetools
 import diskcache
 
 log = logging.getLogger(__name__)
@@ -45,9 +60,11 @@ _CACHE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout, ValueError, TypeErro
 #: (32 MB); a server runs up to 40 worker threads, so that alone could grow it by 1.3 GB as the database grows.
 #: 1,024 pages (4 MB) each bounds it at a tenth of that; lookups are by primary key and the OS caches the file.
 SQLITE_CACHE_PAGES = 1024
-#: How often, at most, an open cache checks that its database file is still there, intact and writable.
+#: How often, at most, an open cache checks that its database file is still there, intact and writable, and writes
+#: the hit and miss counts gathered in memory since the last time.
 HEALTH_CHECK_SECONDS = 1.0
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_KEY_AND_SLOT_BYTES = 200
 
 
 def cache_key(kind: str, task: str, model_id: str, revision: str, settings: Mapping[str, Any], text: str) -> str:
@@ -60,6 +77,11 @@ def cache_key(kind: str, task: str, model_id: str, revision: str, settings: Mapp
     )
     # surrogatepass: a key over text holding a lone surrogate (which the pipeline then refuses) must not crash.
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _entry_bytes(value: str) -> int:
+    """What an entry of the memory tier costs: its value's size plus its key (a 64-character digest) and slot."""
+    return sys.getsizeof(value) + _KEY_AND_SLOT_BYTES
 
 
 @dataclass(frozen=True)
@@ -82,7 +104,7 @@ class CacheStats:
 class SegmentCache:
     """Thread- and process-safe string cache that degrades to 'always miss' instead of failing."""
 
-    def __init__(self, directory: Path, size_limit: int, retry_seconds: float = 30.0):
+    def __init__(self, directory: Path, size_limit: int, retry_seconds: float = 30.0, memory_limit: int = 0):
         self.directory = Path(directory)
         self.size_limit = size_limit
         self.retry_seconds = retry_seconds
@@ -92,7 +114,15 @@ class SegmentCache:
         self._next_retry = 0.0
         self._identity: tuple[int, int] | None = None  # (device, inode) of the database file that was opened
         self._next_check = 0.0
+        self._pending = [0, 0]  # hits and misses counted since the last write to the shared counters
+        self._memory: cachetools.LRUCache[str, str] | None = (
+            cachetools.LRUCache(memory_limit, getsizeof=_entry_bytes) if memory_limit > 0 else None)
         self._open()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SegmentCache:
+        return cls(settings.cache_dir, settings.cache_size_limit, settings.cache_retry_seconds,
+                   settings.cache_memory_limit)
 
     @property
     def database(self) -> Path:
@@ -159,15 +189,37 @@ class SegmentCache:
                 fault = self._fault()
                 if fault is not None:
                     self._degrade(fault)
+                else:
+                    self._flush_counts()
             if self._cache is None and now >= self._next_retry:
                 self._open()
             return self._cache
 
+    def _flush_counts(self) -> None:
+        """Add the counts gathered in memory to the shared ones; called with the lock held. Counts that cannot be
+        written are dropped: they are statistics, not data."""
+        (hits, misses), self._pending = self._pending, [0, 0]
+        if self._cache is None:
+            return
+        try:
+            if hits:
+                self._cache.incr(_HITS_KEY, hits)
+            if misses:
+                self._cache.incr(_MISSES_KEY, misses)
+        except _CACHE_ERRORS as exc:
+            self._degrade(f"cache write failed: {exc}")
+
     def close(self) -> None:
         with self._lock:
+            self._flush_counts()
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
+
+    @property
+    def is_open(self) -> bool:
+        """Open and, at its last check, healthy; unlike `available` this never tries to reopen a broken cache."""
+        return self._cache is not None
 
     @property
     def available(self) -> bool:
@@ -181,21 +233,38 @@ class SegmentCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         """Cached values for the keys that hit; counts hits and misses. Non-string values count as misses."""
         keys = list(dict.fromkeys(keys))
-        cache = self._usable()
-        found: dict[str, str] = {}
+        found = self._remembered(keys)
+        wanted = [key for key in keys if key not in found]
+        cache = self._usable() if wanted else None
         if cache is not None:
             try:
-                for key in keys:
-                    value = cache.get(key)
-                    if isinstance(value, str):
-                        found[key] = value
-                self._count(cache, hits=len(found), misses=len(keys) - len(found))
+                from_disk = {key: value for key in wanted if isinstance(value := cache.get(key), str)}
             except _CACHE_ERRORS as exc:
                 self._degrade(f"cache read failed: {exc}")
-                return {}
+                from_disk = {}
+            self._remember(from_disk)
+            found.update(from_disk)
+        with self._lock:
+            self._pending[0] += len(found)
+            self._pending[1] += len(keys) - len(found)
         return found
 
+    def _remembered(self, keys: list[str]) -> dict[str, str]:
+        if self._memory is None:
+            return {}
+        with self._lock:  # an LRU read reorders it: not thread-safe by itself
+            return {key: value for key in keys if (value := self._memory.get(key)) is not None}
+
+    def _remember(self, items: Mapping[str, str]) -> None:
+        if self._memory is None or not items:
+            return
+        with self._lock:
+            for key, value in items.items():
+                with contextlib.suppress(ValueError):  # one value larger than the whole tier: disk only
+                    self._memory[key] = value
+
     def set_many(self, items: Mapping[str, str]) -> None:
+        self._remember(items)
         cache = self._usable()
         if cache is None or not items:
             return
@@ -206,14 +275,10 @@ class SegmentCache:
         except _CACHE_ERRORS as exc:
             self._degrade(f"cache write failed: {exc}")
 
-    def _count(self, cache: diskcache.Cache, hits: int, misses: int) -> None:
-        if hits:
-            cache.incr(_HITS_KEY, hits)
-        if misses:
-            cache.incr(_MISSES_KEY, misses)
-
     def stats(self) -> CacheStats:
         cache = self._usable()
+        with self._lock:
+            self._flush_counts()
         if cache is None:
             return CacheStats(str(self.directory), False, 0, 0, self.size_limit, 0, 0, self._error)
         try:
@@ -236,4 +301,7 @@ class SegmentCache:
         cache = self._usable()
         if cache is None:
             raise OSError(f"cache at {self.directory} is unavailable: {self._error}")
+        if self._memory is not None:
+            with self._lock:
+                self._memory.clear()
         return int(cache.clear())

@@ -43,7 +43,7 @@ def _settings() -> Settings:
 
 
 def _open_cache(settings: Settings) -> SegmentCache:
-    return SegmentCache(settings.cache_dir, settings.cache_size_limit, settings.cache_retry_seconds)
+    return SegmentCache.from_settings(settings)
 
 
 @app.callback()

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     models_dir: Path = Field(Path("models"), description="Local model store: pulled and imported models.")
     cache_dir: Path = Field(Path("cache"), description="Disk-cache directory shared by the CLI and the server.")
     cache_size_limit: int = Field(2 * 1024**3, description="Disk-cache size limit in bytes (LRU eviction).")
+    cache_memory_limit: int = Field(
+        64 * 1024**2, ge=0, description="Bytes of cached results also kept in process memory (LRU), so hot articles "
+        "skip the disk; 0 turns the memory tier off."
+    )
     cache_retry_seconds: float = Field(
         30.0, description="While the cache is unusable, how often to try to reopen it."
     )
@@ -91,7 +95,8 @@ class Settings(BaseSettings):
         "all concurrent requests."
     )
     batch_max_wait_ms: float = Field(
-        5.0, ge=0, description="How long an idle model waits for concurrent requests to join a batch."
+        100.0, ge=0, description="How long, at most, an idle model waits for requests still being prepared (cleaned, "
+        "detected, looked up) to join its next batch. Nothing waits when no other request is in flight."
     )
 
     ar_en_model: str = Field(

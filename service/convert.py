@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import ctranslate2
-from ctranslate2.converters import TransformersConverter
 
 from .errors import NewsMTError
 from .model_store import ResolvedModel
@@ -95,7 +94,9 @@ def convert_model(
     tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     copied = sorted({p.name for pattern in _COPIED_PATTERNS for p in resolved.path.glob(pattern) if p.is_file()})
-    converter = _LocalConverter(str(resolved.path), copy_files=copied, allow_pickle_weights=allow_pickle_weights)
+    from .ct2_converter import LocalConverter  # imports torch, which only converting needs
+
+    converter = LocalConverter(str(resolved.path), copy_files=copied, allow_pickle_weights=allow_pickle_weights)
     try:
         converter.convert(str(tmp), quantization=quantization, force=True)
     except Exception as exc:  # the converter raises ValueError, OSError, KeyError, torch errors, ...
@@ -118,24 +119,3 @@ def convert_model(
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return converted
-
-
-class _LocalConverter(TransformersConverter):
-    """CTranslate2's converter with newsmt's loading rules: local files only, safetensors unless pickle weights are
-    allowed, never remote code, and the config field its BART loader needs."""
-
-    def __init__(self, path: str, *, copy_files: list[str], allow_pickle_weights: bool):
-        super().__init__(path, copy_files=copy_files, trust_remote_code=False)
-        self._use_safetensors = None if allow_pickle_weights else True
-
-    def load_model(self, model_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
-        model = super().load_model(model_class, model_name_or_path, local_files_only=True,
-                                   use_safetensors=self._use_safetensors, **kwargs)
-        # The BART loader reads `normalize_before`, which transformers 5 configs no longer carry; BART is post-norm
-        # (the Marian and M2M100 loaders set the field themselves).
-        if not hasattr(model.config, "normalize_before"):
-            model.config.normalize_before = False
-        return model
-
-    def load_tokenizer(self, tokenizer_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
-        return super().load_tokenizer(tokenizer_class, model_name_or_path, local_files_only=True, **kwargs)

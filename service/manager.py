@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 from .config import TASKS, Settings
 from .engines.base import Engine
 from .engines.factory import load_engine, plan_engine
@@ -59,8 +57,6 @@ class ModelManager:
         self.load_count = 0
         #: Why each task's last load failed (cleared by a successful load): readiness reports it.
         self.load_errors: dict[str, str] = {}
-        if settings.threads > 0:
-            torch.set_num_threads(settings.threads)
 
     def resolve(self, task: str) -> ResolvedModel:
         """The task's model on disk (memoised until `forget`); raises ModelNotInstalled with the install command."""

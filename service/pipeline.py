@@ -90,6 +90,31 @@ class _Work:
     segments: list[_Segment] = field(default_factory=list)
 
 
+@dataclass
+class PendingArticles:
+    """Articles between `Pipeline.lookup` and `Pipeline.finish`: results filled in where the article cache had them."""
+
+    works: list[_Work]
+    texts: list[str]
+    source: str
+    gen: GenerationSettings
+    started: float
+
+    @property
+    def complete(self) -> bool:
+        """Every article came from the article cache: nothing is left for `finish`."""
+        return all(w.result.translation is not None for w in self.works)
+
+    @property
+    def results(self) -> list[ArticleResult]:
+        return [w.result for w in self.works]
+
+    def stamp_elapsed(self) -> None:
+        elapsed = round((time.perf_counter() - self.started) * 1000, 1)
+        for work in self.works:
+            work.result.elapsed_ms = elapsed
+
+
 class Pipeline:
     def __init__(self, settings: Settings, manager: ModelManager, cache: SegmentCache,
                  on_batch: BatchHook | None = None):
@@ -112,29 +137,44 @@ class Pipeline:
                   beam_size: int | None = None) -> list[ArticleResult]:
         """Translate many articles together (their misses share batches). Per-article problems come back as
         `ArticleResult.error`; one bad article never fails the others."""
+        return self.finish(self.lookup(texts, source, ids=ids, beam_size=beam_size))
+
+    def lookup(self, texts: Sequence[str], source: str = "auto", *, ids: Sequence[str] | None = None,
+               beam_size: int | None = None) -> PendingArticles:
+        """The first stage alone: one article-cache read for all `texts`. It costs a hash and a lookup per article
+        and never cleans, detects or loads a model, so the HTTP server runs it on its event loop and answers a
+        repeated article without a thread; `finish` does the rest for the articles it did not find."""
         if source not in SOURCE_CHOICES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCE_CHOICES)}, got '{source}'")
         started = time.perf_counter()
         gen = self.generation_settings(beam_size)
         ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
-        signature = self._models_signature()
+        signature = self.models_signature()
         works = [_Work(ArticleResult(id=article_id), [], "\n", [],
                        doc_key=self._article_key(text, source, gen, signature))
                  for article_id, text in zip(ids, texts, strict=True)]
         cached = self.cache.get_many(w.doc_key for w in works)  # one lookup serves every repeated article
-        for work, text in zip(works, texts, strict=True):
-            if work.doc_key in cached and self._apply_cached_article(work.result, cached[work.doc_key]):
-                continue
-            try:
-                self._prepare(work, text, source, gen)
-            except NewsMTError as exc:
-                work.result.error = exc
-        pending = [w for w in works if w.result.ok and w.result.translation is None]
-        self._translate_segments(pending, gen)
-        elapsed = (time.perf_counter() - started) * 1000
         for work in works:
-            work.result.elapsed_ms = round(elapsed, 1)
-        return [w.result for w in works]
+            if work.doc_key in cached:
+                self._apply_cached_article(work.result, cached[work.doc_key])
+        pending = PendingArticles(works, list(texts), source, gen, started)
+        pending.stamp_elapsed()
+        return pending
+
+    def finish(self, pending: PendingArticles) -> list[ArticleResult]:
+        """Every stage after `lookup`, for the articles it did not answer, with their misses in shared batches."""
+        with self._batcher.arriving():  # an idle engine waits for these misses rather than batching without them
+            for work, text in zip(pending.works, pending.texts, strict=True):
+                if work.result.translation is not None:
+                    continue
+                try:
+                    self._prepare(work, text, pending.source, pending.gen)
+                except NewsMTError as exc:
+                    work.result.error = exc
+            works = [w for w in pending.works if w.result.ok and w.result.translation is None]
+            self._translate_segments(works, pending.gen)
+        pending.stamp_elapsed()
+        return pending.results
 
     # -- stages ----------------------------------------------------------------------------------------------
     def prepare_document(self, text: str, source: str, result: ArticleResult) -> tuple[CleanedDocument, list[str]]:
@@ -157,9 +197,11 @@ class Pipeline:
         result.source_url = doc.source_url
         return doc, self._languages(result, doc.paragraphs, source)
 
-    def _models_signature(self) -> str:
+    def models_signature(self) -> str:
         """Every translation model's id, revision and backend (or 'missing'): all an article's result can depend on
-        before its language is known, so the article-level key needs no cleaning or detection."""
+        before its language is known, so the article-level key needs no cleaning or detection. Memoised by the
+        model manager, except a local model's first fingerprint, which hashes its files: the server computes it
+        once at start-up, in a thread."""
         parts = []
         for task in TRANSLATION_TASKS:
             try:

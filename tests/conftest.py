@@ -102,7 +102,7 @@ class BatchLog:
 
 def make_pipeline(settings: Settings) -> tuple[Pipeline, BatchLog]:
     log = BatchLog()
-    cache = SegmentCache(settings.cache_dir, settings.cache_size_limit, settings.cache_retry_seconds)
+    cache = SegmentCache.from_settings(settings)
     return Pipeline(settings, ModelManager(settings), cache, on_batch=log), log
 
 

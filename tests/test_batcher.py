@@ -4,6 +4,7 @@ fairness to small requests, budgets, and failures that reach their callers witho
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,3 +143,32 @@ def test_a_failing_batch_fails_its_callers_and_the_next_request_still_runs(setti
     _in_threads(3, run)
     assert len(failures) == 3
     assert batcher.generate(AR, engine, texts[:3], GEN) == engine.generate(texts[:3], GEN)
+
+
+def test_a_lone_request_never_waits_for_company(settings: Settings) -> None:
+    engine, texts = _engine_and_texts(settings)
+    batcher = DynamicBatcher(max_batch=8, max_tokens=10_000, max_wait_seconds=30)  # would be felt if it waited
+    started = time.monotonic()
+    assert batcher.generate(AR, engine, texts[:3], GEN) == engine.generate(texts[:3], GEN)
+    assert time.monotonic() - started < 15
+
+
+def test_an_idle_engine_waits_for_a_request_still_being_prepared(settings: Settings) -> None:
+    engine, texts = _engine_and_texts(settings)
+    log = BatchLog()
+    batcher = DynamicBatcher(max_batch=8, max_tokens=10_000, max_wait_seconds=30, on_batch=log)
+    preparing, outputs = threading.Event(), {}
+
+    def late() -> None:
+        with batcher.arriving():  # what the pipeline holds while it cleans, detects and looks an article up
+            preparing.set()
+            time.sleep(0.5)
+            outputs["late"] = batcher.generate(AR, engine, texts[3:6], GEN)
+
+    thread = threading.Thread(target=late)
+    thread.start()
+    preparing.wait(timeout=30)
+    outputs["early"] = batcher.generate(AR, engine, texts[:3], GEN)
+    thread.join(timeout=60)
+    assert (log.batches, log.total) == (1, 6)  # one shared batch, not one each
+    assert outputs == {"early": engine.generate(texts[:3], GEN), "late": engine.generate(texts[3:6], GEN)}

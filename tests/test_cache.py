@@ -5,11 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
-from service.cache import SegmentCache, cache_key
+from service.cache import HEALTH_CHECK_SECONDS, SegmentCache, cache_key
 
 
 def _key(text: str = "שלום", **overrides: object) -> str:
@@ -104,3 +105,30 @@ def test_unusable_path_degrades_and_stats_say_why(tmp_path: Path) -> None:
     assert not stats.available and stats.error and "cannot open cache" in stats.error
     with pytest.raises(OSError, match="unavailable"):
         cache.clear()
+
+
+def test_memory_tier_keeps_hot_entries_through_a_broken_disk_and_stays_within_its_bytes(tmp_path: Path) -> None:
+    import shutil
+
+    directory = tmp_path / "c"
+    cache = SegmentCache(directory, 10**8, retry_seconds=3600, memory_limit=20_000)
+    cache.set_many({"hot": "translated once"})
+    shutil.rmtree(directory)  # the disk cache is gone (and not retried for an hour)...
+    time.sleep(HEALTH_CHECK_SECONDS + 0.1)  # ...which the cache notices at its next health check
+    assert not cache.available
+    assert cache.get_many(["hot", "cold"]) == {"hot": "translated once"}  # ...the hot entry is still answered
+    big = {f"k{i}": "x" * 1_000 for i in range(40)}  # ~40 kB: twice the tier
+    cache.set_many(big)
+    held = cache.get_many(big)
+    assert 0 < len(held) < len(big) and all(held[k] == big[k] for k in held)  # the most recent, never a wrong value
+
+
+def test_counts_from_many_lookups_reach_the_shared_counters(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    cache = SegmentCache(directory, 10**8)
+    cache.set_many({"a": "x"})
+    for _ in range(50):
+        cache.get_many(["a", "b"])
+    cache.close()  # closing writes what was counted in memory
+    stats = SegmentCache(directory, 10**8).stats()  # as another process (`newsmt cache stats`) sees them
+    assert (stats.hits, stats.misses) == (50, 50)

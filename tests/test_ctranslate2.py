@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
 
 from service.config import TASKS
 from service.convert import CT2_MANIFEST, convert_model, converted_dir
@@ -83,6 +84,26 @@ def test_pipeline_on_ctranslate2_translates_every_seed(
     assert batches.total >= sum(r.segments for r in results)
 
 
+def test_a_ctranslate2_only_process_never_imports_torch(
+    tmp_path: Path, tiny_models: dict[str, Path], converted_root: Path
+) -> None:
+    """torch is ~220 MB of a process's memory: the bulk CLI on converted copies translates both languages without
+    it (`-X importtime` lists every module the process imported)."""
+    settings = settings_for(tmp_path, tiny_models, backend="ctranslate2", models_dir=converted_root)
+    articles = tmp_path / "in"
+    articles.mkdir()
+    for name in ("000", "001"):
+        (articles / f"{name}.txt").write_text(seed(name), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "service.cli", "translate", str(articles),
+                           "--out", str(tmp_path / "out"), "--no-progress"],
+                          env=env_for(settings), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "ctranslate2" in imported and "sentencepiece" in imported
+    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
+    assert len(list((tmp_path / "out").glob("*.txt"))) == 2
+
+
 def test_backends_never_share_cache_entries(
     tmp_path: Path, tiny_models: dict[str, Path], converted_root: Path
 ) -> None:
@@ -149,6 +170,8 @@ def test_float32_copy_translates_exactly_like_transformers(
     outputs = ct2.generate(texts, GEN)
     assert all(outputs) and outputs == torch_engine.generate(texts, GEN)
     assert ct2.count_tokens(texts) == torch_engine.count_tokens(texts)
+    # Loaded without AutoTokenizer (which would import torch), yet the very class AutoTokenizer picks.
+    assert type(ct2.tokenizer) is type(AutoTokenizer.from_pretrained(resolved.path, local_files_only=True))
 
 
 def test_a_copy_stored_in_16_bit_names_its_cpu_compute_type(tmp_path: Path, tiny_models: dict[str, Path]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from libretranslatepy import LibreTranslateAPI
 
 from service.textproc import clean_document
-from tests.conftest import LiveServer, seed
+from tests.conftest import LiveServer, make_pipeline, seed
 
 PERSIAN = "وزیر امور خارجه ایران روز دوشنبه در سفری رسمی به مسکو با همتای روسی خود دیدار و گفتگو کرد."
 KEY = "k3y-for-tests"
@@ -125,6 +125,8 @@ def test_timeout_is_504_and_overload_is_429_with_retry_after(live_server: Callab
     # A time limit no translation can meet makes the timeout deterministic; the work it abandons (loading the model,
     # then four uncached articles) runs on in the background for far longer than the next two requests take.
     server = live_server(request_timeout_seconds=0.001, max_inflight_requests=1, overload_retry_after_seconds=3)
+    repeated = paragraph("003", 1)
+    [stored_before] = make_pipeline(server.settings)[0].translate([repeated])  # the same cache, from another process
     slow = "\n\n".join(seed(name) for name in ("001", "002", "003", "004"))
     status, code, message = error(native(server, {"text": slow}))
     assert (status, code) == (504, "timeout")
@@ -135,6 +137,10 @@ def test_timeout_is_504_and_overload_is_429_with_retry_after(live_server: Callab
     assert "the limit is 1 (NEWSMT_MAX_INFLIGHT_REQUESTS)" in busy.json()["error"]["message"]
     lt_busy = libre(server, data={"q": paragraph("002", 1), "source": "ar", "target": "en"})
     assert lt_busy.status_code == 429 and lt_busy.headers["Retry-After"] == "3" and lt_busy.json()["error"]
+    # An article already in the cache needs no slot and no model: it is answered in full, busy or not.
+    hit = native(server, {"text": repeated})
+    assert hit.status_code == 200 and hit.json()["results"][0]["translation"] == stored_before.translation
+    assert hit.json()["usage"]["cache_misses"] == 0
     deadline = time.monotonic() + 120
     while server.metric("newsmt_inflight_translations") > 0:
         assert time.monotonic() < deadline

@@ -65,7 +65,8 @@ def degraded(server: LiveServer, reason: str) -> list[str]:
 
 
 def served_uncached(server: LiveServer, text: str, expected: str) -> None:
-    """The request succeeds while the cache is unusable: the same translation, none of it from the cache."""
+    """The request succeeds while the cache is unusable: the same translation, none of it from the cache. (The
+    servers here run without the in-process memory tier, which would otherwise still answer what it holds.)"""
     result = translate(server, text)
     assert result["translation"] == expected and result["cached_segments"] == 0
 
@@ -82,7 +83,7 @@ def _quick_health_checks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cache_deleted_while_serving_degrades_then_recreates(live_server: Callable[..., LiveServer]) -> None:
-    server = live_server(cache_retry_seconds=RETRY_SECONDS)
+    server = live_server(cache_retry_seconds=RETRY_SECONDS, cache_memory_limit=0)
     first = translate(server, ARABIC)
     assert translate(server, ARABIC)["cached_segments"] == first["segments"]
     shutil.rmtree(server.settings.cache_dir)  # SQLite alone would go on writing into the unlinked file
@@ -96,7 +97,7 @@ def test_cache_deleted_while_serving_degrades_then_recreates(live_server: Callab
 
 
 def test_cache_corrupted_while_serving_degrades_until_removed(live_server: Callable[..., LiveServer]) -> None:
-    server = live_server(cache_retry_seconds=RETRY_SECONDS)
+    server = live_server(cache_retry_seconds=RETRY_SECONDS, cache_memory_limit=0)
     first = translate(server, HEBREW)
     with (server.settings.cache_dir / "cache.db").open("r+b") as db:
         db.write(random.Random(6).randbytes(4096))  # garbage over the header and the first page
@@ -144,7 +145,7 @@ def directory_replaced_by_a_file(directory: Path) -> Iterator[None]:
                          ids=["read-only mount", "directory replaced by a file"])
 def test_cache_unwritable_while_serving_recovers_with_its_entries(live_server: Callable[..., LiveServer],
                                                                    fault: Callable[[Path], Any], reason: str) -> None:
-    server = live_server(cache_retry_seconds=RETRY_SECONDS)
+    server = live_server(cache_retry_seconds=RETRY_SECONDS, cache_memory_limit=0)
     first = translate(server, ARABIC)
     with fault(server.settings.cache_dir):
         degraded(server, reason)

@@ -16,7 +16,9 @@ from ..ratelimit import address_identity, key_identity
 from .state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+# Dependencies are `async def` although they never await: FastAPI runs a plain `def` dependency in its thread pool,
+# and that round trip cost more than everything else a cache-hit request does.
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
@@ -60,10 +62,15 @@ def admit(state: ServiceState, request: Request, given: str | None) -> None:
     state.rate_limiter.acquire(key_identity(given) if state.settings.api_keys and given else address)
 
 
-def require_bearer_key(
-    state: State, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
+async def admitted_state(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ServiceState:
+    """The service state, once the caller's bearer key (if keys are configured) and rate limit let it in. One
+    dependency rather than a router-level check plus `State`: FastAPI spends ~15 us solving each, per request."""
+    state: ServiceState = request.app.state.service
     admit(state, request, credentials.credentials if credentials is not None else None)
+    return state
 
 
-BearerKey = Depends(require_bearer_key)
+#: For /v1 routes: the caller is authenticated and rate limited before the route runs.
+Admitted = Annotated[ServiceState, Depends(admitted_state)]

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..pipeline import ArticleResult
-from .deps import BearerKey, State
+from .deps import Admitted
 from .state import raise_first_error
 
-router = APIRouter(prefix="/v1", tags=["translate"], dependencies=[BearerKey])
+router = APIRouter(prefix="/v1", tags=["translate"])
 
 ARABIC_EXAMPLE = ("التقى الأمين العام للأمم المتحدة اليوم بوزير الخارجية في القاهرة لبحث الأوضاع في المنطقة. "
                   "وأكد الجانبان أهمية الحوار.")
@@ -40,7 +40,7 @@ class TranslateRequest(BaseModel):
     source: Literal["auto", "ar", "he", "en"] = Field(
         "auto", description="Source language; auto detects it per article (and per paragraph in mixed articles)."
     )
-    options: TranslateOptions = TranslateOptions()
+    options: TranslateOptions = Field(default_factory=TranslateOptions)
 
     @model_validator(mode="after")
     def _one_of_text_or_texts(self) -> TranslateRequest:
@@ -107,7 +107,7 @@ def translation_body(result: ArticleResult, with_paragraphs: bool) -> Translatio
 
 @router.post("/translate")
 async def translate(
-    state: State,
+    state: Admitted,
     request: Annotated[TranslateRequest, Body(openapi_examples={
         "arabic": {"summary": "One Arabic article", "value": {"text": ARABIC_EXAMPLE, "source": "auto"}},
         "hebrew": {"summary": "Hebrew, with paragraphs returned", "value": {

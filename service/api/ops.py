@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 from ..config import SOURCE_LANGUAGES, translation_task
 from ..errors import NewsMTError
 from ..metrics import CONTENT_TYPE
-from .deps import BearerKey, State
+from .deps import Admitted, State
 
 router = APIRouter(tags=["operations"])
-admin = APIRouter(prefix="/v1", tags=["operations"], dependencies=[BearerKey])
+admin = APIRouter(prefix="/v1", tags=["operations"])
 
 
 @router.get("/healthz")
@@ -61,7 +61,7 @@ def metrics(state: State) -> Response:
 
 
 @admin.get("/models")
-def list_models(state: State) -> list[dict[str, Any]]:
+def list_models(state: Admitted) -> list[dict[str, Any]]:
     """Every task in the registry: configured model, whether it is installed, and its runtime state if loaded."""
     loaded = {m["task"]: m for m in state.manager.loaded()}
     return [{**asdict(row), "loaded": loaded.get(row.task)} for row in state.manager.store.listing()]
@@ -69,20 +69,20 @@ def list_models(state: State) -> list[dict[str, Any]]:
 
 @admin.post("/models/{task}/load", responses={404: {"description": "Not a task name."},
                                                 503: {"description": "Model not installed or broken."}})
-def load_model(task: str, state: State) -> dict[str, Any]:
+def load_model(task: str, state: Admitted) -> dict[str, Any]:
     """Load a task's model now rather than on its first request (e.g. to warm up after a deploy)."""
     state.manager.engine(task)
     return next(m for m in state.manager.loaded() if m["task"] == task)
 
 
 @admin.post("/models/{task}/unload", responses={404: {"description": "Not a task name."}})
-def unload_model(task: str, state: State) -> dict[str, Any]:
+def unload_model(task: str, state: Admitted) -> dict[str, Any]:
     """Free a task's model; the next request that needs it loads it again."""
     return {"task": task, "unloaded": state.manager.unload(task)}
 
 
 @admin.get("/cache/stats")
-def cache_stats(state: State) -> dict[str, Any]:
+def cache_stats(state: Admitted) -> dict[str, Any]:
     """Entries, size and hit counts of the shared disk cache (the CLI and the server count together)."""
     stats = state.cache.stats()
     return {**asdict(stats), "hit_rate": round(stats.hit_rate, 4)}

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from ..errors import ItemFailed
 from ..pipeline import ArticleResult
 from ..summarize import SUMMARIZE_THEN_TRANSLATE, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions, SummaryResult
-from .deps import BearerKey, State
+from .deps import Admitted
 from .native import (
     ARABIC_EXAMPLE,
     HEBREW_EXAMPLE,
@@ -32,7 +32,7 @@ from .native import (
 )
 from .state import ServiceState, raise_first_error
 
-router = APIRouter(prefix="/v1", tags=["summarize"], dependencies=[BearerKey])
+router = APIRouter(prefix="/v1", tags=["summarize"])
 
 
 class ArticlesRequest(TranslateRequest):
@@ -130,7 +130,7 @@ async def _summarize(state: ServiceState, texts: list[str], source: str, field_n
 
 @router.post("/summarize")
 async def summarize(
-    state: State,
+    state: Admitted,
     request: Annotated[SummarizeRequest, Body(openapi_examples={
         "arabic": {"summary": "An Arabic article, summarized in English", "value": {"text": ARABIC_EXAMPLE}},
         "picked": {"summary": "Translate only the key Hebrew sentences", "value": {
@@ -157,7 +157,7 @@ async def summarize(
 
 @router.post("/articles")
 async def articles(
-    state: State,
+    state: Admitted,
     request: Annotated[ArticlesRequest, Body(openapi_examples={
         "arabic": {"summary": "Translate and summarize an Arabic article", "value": {"text": ARABIC_EXAMPLE}},
         "many": {"summary": "Several articles, paragraphs returned", "value": {

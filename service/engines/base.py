@@ -6,7 +6,7 @@ The pipeline owns dedupe, ordering, batching and the cache, so each new backend 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 
@@ -24,7 +24,7 @@ class GenerationSettings:
     no_repeat_ngram_size: int | None = None
 
     def key(self) -> dict[str, Any]:
-        return {name: value for name, value in asdict(self).items() if value is not None}
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not None}
 
 
 class Engine(Protocol):

@@ -17,12 +17,11 @@ import os
 from typing import Any, cast
 
 import ctranslate2
-from transformers import AutoTokenizer
 
 from ..convert import ConvertedModel
 from ..errors import ModelLoadError
 from .base import GenerationSettings
-from .transformers_engine import target_language_token
+from .tokenizer import load_tokenizer, target_language_token
 
 #: Devices CTranslate2 runs on (no Apple MPS).
 DEVICES = ("cpu", "cuda")
@@ -100,7 +99,7 @@ class CTranslate2Engine:
         self.compute_type = compute_type(converted.quantization, self.device)
         self._inter_threads = inter_threads
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True, trust_remote_code=False)
+            self.tokenizer = load_tokenizer(self.path)
             self.translator = ctranslate2.Translator(
                 str(self.path),
                 device=self.device,

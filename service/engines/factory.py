@@ -8,6 +8,9 @@ reports the same string.
 - NEWSMT_BACKEND=ctranslate2: the converted copy at NEWSMT_CT2_QUANTIZATION for exactly the resolved model and
   revision; without one, ModelNotInstalled naming the convert command.
 - NEWSMT_BACKEND=auto: that copy when present (and the device is one CTranslate2 runs on), else transformers.
+
+The transformers engine is imported only when a task runs on it: it brings torch, about 220 MB of a process's
+memory that a server running every model on CTranslate2 never needs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from ..errors import ModelLoadError, ModelNotInstalled
 from ..model_store import ResolvedModel
 from . import ctranslate2_engine
 from .base import Engine
-from .transformers_engine import TransformersEngine, resolve_device, variant_name
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ def plan_engine(resolved: ResolvedModel, settings: Settings) -> EnginePlan:
                                      f"not NEWSMT_DEVICE={settings.device}")
         if converted is not None and device in ctranslate2_engine.DEVICES:
             return EnginePlan(ctranslate2_engine.variant_name(quantization, device), converted)
-    device = resolve_device(settings.device)
-    return EnginePlan(variant_name(device, settings.cuda_dtype, settings.torch_int8), None)
+    from . import transformers_engine
+
+    device = transformers_engine.resolve_device(settings.device)
+    return EnginePlan(transformers_engine.variant_name(device, settings.cuda_dtype, settings.torch_int8), None)
 
 
 def load_engine(resolved: ResolvedModel, settings: Settings, info: TaskInfo) -> Engine:
@@ -61,6 +65,8 @@ def load_engine(resolved: ResolvedModel, settings: Settings, info: TaskInfo) -> 
             threads=settings.threads,
             inter_threads=settings.inter_threads,
         )
+    from .transformers_engine import TransformersEngine
+
     return TransformersEngine(
         resolved.path,
         device=settings.device,
@@ -69,4 +75,5 @@ def load_engine(resolved: ResolvedModel, settings: Settings, info: TaskInfo) -> 
         allow_pickle_weights=settings.allow_pickle_weights,
         cuda_dtype=settings.cuda_dtype,
         cpu_int8=settings.torch_int8,
+        threads=settings.threads,
     )

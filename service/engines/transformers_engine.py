@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
 from ..errors import ModelLoadError
 from .base import GenerationSettings
-
-#: NLLB's language codes; M2M100 uses `__xx__` tokens built from the ISO code itself.
-_NLLB_CODES = {"ar": "arb_Arab", "he": "heb_Hebr", "en": "eng_Latn"}
+from .tokenizer import load_tokenizer, target_language_token
 
 
 def resolve_device(requested: str) -> str:
@@ -43,24 +41,6 @@ def variant_name(device: str, cuda_dtype: str = "float16", cpu_int8: bool = Fals
     """Backend, precision and device: part of every cache key, because fp16/bf16 on a GPU and int8 on a CPU give
     slightly different outputs from fp32."""
     return f"transformers-{precision(device, cuda_dtype, cpu_int8)}-{device}"
-
-
-def target_language_token(
-    tokenizer: PreTrainedTokenizerBase, model_type: str, source_lang: str | None, target_lang: str | None
-) -> str | None:
-    """Multilingual models (M2M100, NLLB) need the source code set on the tokenizer (done here) and the target
-    code forced as the first output token (returned). Bilingual models need neither: None."""
-    if model_type != "m2m_100" or not source_lang or not target_lang:
-        return None
-    vocab = tokenizer.get_vocab()
-    nllb_src, nllb_tgt = _NLLB_CODES.get(source_lang), _NLLB_CODES.get(target_lang)
-    if nllb_src in vocab and nllb_tgt in vocab:
-        tokenizer.src_lang = nllb_src
-        return nllb_tgt
-    if f"__{source_lang}__" in vocab and f"__{target_lang}__" in vocab:  # M2M100 takes the bare ISO code
-        tokenizer.src_lang = source_lang
-        return f"__{target_lang}__"
-    raise ModelLoadError(f"multilingual model has no language codes for {source_lang}->{target_lang}")
 
 
 def _quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -95,7 +75,10 @@ class TransformersEngine:
         allow_pickle_weights: bool = False,
         cuda_dtype: str = "float16",
         cpu_int8: bool = False,
+        threads: int = 0,
     ):
+        if threads > 0:  # process-wide in torch: the last model loaded sets it, and every model gets the same value
+            torch.set_num_threads(threads)
         self.device = resolve_device(device)
         self.precision = precision(self.device, cuda_dtype, cpu_int8)
         self._lock = threading.Lock()
@@ -105,7 +88,7 @@ class TransformersEngine:
                 "legacy .bin weights safely) or set NEWSMT_ALLOW_PICKLE_WEIGHTS=true"
             )
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+            self.tokenizer = load_tokenizer(path)
             dtype = getattr(torch, self.precision) if self.device == "cuda" else torch.float32
             model: PreTrainedModel = AutoModelForSeq2SeqLM.from_pretrained(
                 path,
