@@ -108,7 +108,8 @@ class SegmentCache:
         self.directory = Path(directory)
         self.size_limit = size_limit
         self.retry_seconds = retry_seconds
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # opening, checking and closing the database
+        self._memory_lock = threading.Lock()  # the memory tier and the counts: held for microseconds only
         self._cache: diskcache.Cache | None = None
         self._error: str | None = None
         self._next_retry = 0.0
@@ -182,6 +183,7 @@ class SegmentCache:
         return None
 
     def _usable(self) -> diskcache.Cache | None:
+        flush = False
         with self._lock:
             now = time.monotonic()
             if self._cache is not None and now >= self._next_check:
@@ -190,28 +192,32 @@ class SegmentCache:
                 if fault is not None:
                     self._degrade(fault)
                 else:
-                    self._flush_counts()
+                    flush = True
             if self._cache is None and now >= self._next_retry:
                 self._open()
-            return self._cache
+            cache = self._cache
+        if flush:  # outside the lock: an SQLite write may wait on another writer, lookups must not wait with it
+            self._flush_counts(cache)
+        return cache
 
-    def _flush_counts(self) -> None:
-        """Add the counts gathered in memory to the shared ones; called with the lock held. Counts that cannot be
-        written are dropped: they are statistics, not data."""
-        (hits, misses), self._pending = self._pending, [0, 0]
-        if self._cache is None:
+    def _flush_counts(self, cache: diskcache.Cache | None) -> None:
+        """Add the counts gathered in memory to the shared ones. Counts that cannot be written are dropped: they are
+        statistics, not data."""
+        with self._memory_lock:
+            (hits, misses), self._pending = self._pending, [0, 0]
+        if cache is None:
             return
         try:
             if hits:
-                self._cache.incr(_HITS_KEY, hits)
+                cache.incr(_HITS_KEY, hits)
             if misses:
-                self._cache.incr(_MISSES_KEY, misses)
+                cache.incr(_MISSES_KEY, misses)
         except _CACHE_ERRORS as exc:
             self._degrade(f"cache write failed: {exc}")
 
     def close(self) -> None:
+        self._flush_counts(self._cache)
         with self._lock:
-            self._flush_counts()
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
@@ -244,7 +250,7 @@ class SegmentCache:
                 from_disk = {}
             self._remember(from_disk)
             found.update(from_disk)
-        with self._lock:
+        with self._memory_lock:
             self._pending[0] += len(found)
             self._pending[1] += len(keys) - len(found)
         return found
@@ -252,13 +258,13 @@ class SegmentCache:
     def _remembered(self, keys: list[str]) -> dict[str, str]:
         if self._memory is None:
             return {}
-        with self._lock:  # an LRU read reorders it: not thread-safe by itself
+        with self._memory_lock:  # an LRU read reorders it: not thread-safe by itself
             return {key: value for key in keys if (value := self._memory.get(key)) is not None}
 
     def _remember(self, items: Mapping[str, str]) -> None:
         if self._memory is None or not items:
             return
-        with self._lock:
+        with self._memory_lock:
             for key, value in items.items():
                 with contextlib.suppress(ValueError):  # one value larger than the whole tier: disk only
                     self._memory[key] = value
@@ -277,8 +283,7 @@ class SegmentCache:
 
     def stats(self) -> CacheStats:
         cache = self._usable()
-        with self._lock:
-            self._flush_counts()
+        self._flush_counts(cache)
         if cache is None:
             return CacheStats(str(self.directory), False, 0, 0, self.size_limit, 0, 0, self._error)
         try:
@@ -302,6 +307,6 @@ class SegmentCache:
         if cache is None:
             raise OSError(f"cache at {self.directory} is unavailable: {self._error}")
         if self._memory is not None:
-            with self._lock:
+            with self._memory_lock:
                 self._memory.clear()
         return int(cache.clear())
