@@ -85,14 +85,15 @@ class DynamicBatcher:
         try:
             yield
         finally:
-            self._end_announcement()
+            with self._cond:
+                self._end_announcement()
+                self._cond.notify_all()
 
     def _end_announcement(self) -> None:
+        """With the lock held: this thread's pieces are queued, or will not come, so nobody waits for them now."""
         if getattr(self._announced, "value", False):
             self._announced.value = False
-            with self._cond:
-                self._arriving -= 1
-                self._cond.notify_all()
+            self._arriving -= 1
 
     def generate(self, task: str, engine: Engine, texts: list[str], gen: GenerationSettings) -> list[str]:
         """`engine.generate(texts, gen)`, in batches shared with whatever else is running concurrently."""
@@ -105,9 +106,7 @@ class DynamicBatcher:
         with self._cond:
             group = self._groups.setdefault(key, _Group(task))
             group.requests.append(request)
-            if getattr(self._announced, "value", False):
-                self._announced.value = False
-                self._arriving -= 1
+            self._end_announcement()
             self._cond.notify_all()
         while True:
             with self._cond:

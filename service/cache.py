@@ -42,11 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
-
 import cachetools
 import diskcache
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,9 @@ class SegmentCache:
             return f"cache directory {self.directory} is read-only"
         return None
 
-    def _usable(self) -> diskcache.Cache | None:
+    def _usable(self, may_reopen: bool = True) -> diskcache.Cache | None:
+        """The open cache, after its periodic check; None while it is broken. `may_reopen=False` skips the retry of
+        a broken one, which can wait on the disk: for callers that must not block (the server's event loop)."""
         flush = False
         with self._lock:
             now = time.monotonic()
@@ -193,7 +195,7 @@ class SegmentCache:
                     self._degrade(fault)
                 else:
                     flush = True
-            if self._cache is None and now >= self._next_retry:
+            if self._cache is None and may_reopen and now >= self._next_retry:
                 self._open()
             cache = self._cache
         if flush:  # outside the lock: an SQLite write may wait on another writer, lookups must not wait with it
@@ -223,11 +225,6 @@ class SegmentCache:
                 self._cache = None
 
     @property
-    def is_open(self) -> bool:
-        """Open and, at its last check, healthy; unlike `available` this never tries to reopen a broken cache."""
-        return self._cache is not None
-
-    @property
     def available(self) -> bool:
         return self._usable() is not None
 
@@ -236,13 +233,14 @@ class SegmentCache:
         return self._error
 
     # -- operations ----------------------------------------------------------------------------------------
-    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        """Cached values for the keys that hit; counts hits and misses. Non-string values count as misses."""
+    def get_many(self, keys: Iterable[str], *, may_reopen: bool = True) -> dict[str, str]:
+        """Cached values for the keys that hit, from memory first, then from disk; counts hits and misses.
+        Non-string values count as misses. `may_reopen`: see `_usable`."""
         keys = list(dict.fromkeys(keys))
         found = self._remembered(keys)
         wanted = [key for key in keys if key not in found]
-        cache = self._usable() if wanted else None
-        if cache is not None:
+        cache = self._usable(may_reopen)  # even when memory answered all: its periodic check writes the counts
+        if cache is not None and wanted:
             try:
                 from_disk = {key: value for key in wanted if isinstance(value := cache.get(key), str)}
             except _CACHE_ERRORS as exc:

@@ -42,10 +42,6 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _open_cache(settings: Settings) -> SegmentCache:
-    return SegmentCache.from_settings(settings)
-
-
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -115,7 +111,7 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
         raise _fail(str(exc), 2) from exc
     if not sources:
         raise _fail(f"no *.txt, *.md or *.jsonl articles under {', '.join(map(str, paths))}", 2)
-    cache = _open_cache(settings)
+    cache = SegmentCache.from_settings(settings)
     manager = ModelManager(settings)
     pipeline = Pipeline(settings, manager, cache)
     try:
@@ -232,7 +228,7 @@ def models_convert(
 @cache_app.command("stats")
 def cache_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Entries, size, hits and misses of the shared disk cache."""
-    stats = _open_cache(_settings()).stats()
+    stats = SegmentCache.from_settings(_settings()).stats()
     if as_json:
         typer.echo(json.dumps({**asdict(stats), "hit_rate": stats.hit_rate}, indent=2))
         return
@@ -246,7 +242,7 @@ def cache_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def cache_clear() -> None:
     """Delete every cached translation and reset the counters."""
     try:
-        removed = _open_cache(_settings()).clear()
+        removed = SegmentCache.from_settings(_settings()).clear()
     except OSError as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"removed {removed} entries")

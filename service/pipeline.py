@@ -109,6 +109,11 @@ class PendingArticles:
     def results(self) -> list[ArticleResult]:
         return [w.result for w in self.works]
 
+    @property
+    def keys(self) -> list[str]:
+        """Each article's cache key: a digest of everything its result depends on."""
+        return [w.doc_key for w in self.works]
+
     def stamp_elapsed(self) -> None:
         elapsed = round((time.perf_counter() - self.started) * 1000, 1)
         for work in self.works:
@@ -140,10 +145,11 @@ class Pipeline:
         return self.finish(self.lookup(texts, source, ids=ids, beam_size=beam_size))
 
     def lookup(self, texts: Sequence[str], source: str = "auto", *, ids: Sequence[str] | None = None,
-               beam_size: int | None = None) -> PendingArticles:
+               beam_size: int | None = None, may_block: bool = True) -> PendingArticles:
         """The first stage alone: one article-cache read for all `texts`. It costs a hash and a lookup per article
-        and never cleans, detects or loads a model, so the HTTP server runs it on its event loop and answers a
-        repeated article without a thread; `finish` does the rest for the articles it did not find."""
+        and never cleans, detects or loads a model, so the HTTP server runs it on its event loop (with
+        `may_block=False`: a broken disk cache is not retried there) and answers a repeated article without a
+        thread; `finish` does the rest for the articles it did not find."""
         if source not in SOURCE_CHOICES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCE_CHOICES)}, got '{source}'")
         started = time.perf_counter()
@@ -153,7 +159,7 @@ class Pipeline:
         works = [_Work(ArticleResult(id=article_id), [], "\n", [],
                        doc_key=self._article_key(text, source, gen, signature))
                  for article_id, text in zip(ids, texts, strict=True)]
-        cached = self.cache.get_many(w.doc_key for w in works)  # one lookup serves every repeated article
+        cached = self.cache.get_many((w.doc_key for w in works), may_reopen=may_block)  # one read for all of them
         for work in works:
             if work.doc_key in cached:
                 self._apply_cached_article(work.result, cached[work.doc_key])

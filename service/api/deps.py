@@ -67,7 +67,7 @@ async def admitted_state(
 ) -> ServiceState:
     """The service state, once the caller's bearer key (if keys are configured) and rate limit let it in. One
     dependency rather than a router-level check plus `State`: FastAPI spends ~15 us solving each, per request."""
-    state: ServiceState = request.app.state.service
+    state = await get_state(request)
     admit(state, request, credentials.credentials if credentials is not None else None)
     return state
 

@@ -59,15 +59,13 @@ class ServiceState:
     async def translate(self, texts: list[str], source: str, beam_size: int | None = None) -> list[ArticleResult]:
         """Pipeline results for `texts`, shared with any identical request already in flight. Per-text errors are
         left in the results for the caller to report in its own shape."""
-        beam = beam_size or self.settings.beam_size
-        # Only an open cache is read on the loop: reopening a broken one may wait on the disk, so that is left to the
-        # worker thread's full run.
-        pending = self.pipeline.lookup(texts, source, beam_size=beam) if self.cache.is_open else None
-        if pending is not None and pending.complete:
+        pending = self.pipeline.lookup(texts, source, beam_size=beam_size or self.settings.beam_size,
+                                       may_block=False)
+        if pending.complete:
             self.metrics.count_cache(pending.results)
             return pending.results
-        key = work_key("translate", source, beam, texts)
-        future = self.coalescer.run(key, partial(self._run_bounded, texts, source, beam, pending))
+        # The article keys already digest texts, source, settings and models: identical work, identical keys.
+        future = self.coalescer.run(work_key("translate", pending.keys), partial(self._run_bounded, pending))
         limit = self.settings.request_timeout_seconds
         try:
             return await asyncio.wait_for(asyncio.shield(future), limit)
@@ -77,8 +75,7 @@ class ServiceState:
                 "background, so a retry is served from the cache once it is done"
             ) from None
 
-    async def _run_bounded(self, texts: list[str], source: str, beam: int,
-                           pending: PendingArticles | None) -> list[ArticleResult]:
+    async def _run_bounded(self, pending: PendingArticles) -> list[ArticleResult]:
         """Run the pipeline in a worker thread, holding one in-flight slot until the thread is done, even when every
         waiter has already timed out: the slot bounds work, not waiting."""
         limit = self.settings.max_inflight_requests
@@ -89,9 +86,7 @@ class ServiceState:
         self._inflight += 1
         self.metrics.inflight.inc()
         try:
-            run = partial(self.pipeline.finish, pending) if pending is not None else \
-                partial(self.pipeline.translate, texts, source, beam_size=beam)
-            results = await anyio.to_thread.run_sync(run)
+            results = await anyio.to_thread.run_sync(self.pipeline.finish, pending)
         finally:
             self._inflight -= 1
             self.metrics.inflight.dec()

@@ -34,6 +34,7 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
                                                                         trust_remote_code=False)
     return tokenizer
 
+
 #: NLLB's language codes; M2M100 uses `__xx__` tokens built from the ISO code itself.
 _NLLB_CODES = {"ar": "arb_Arab", "he": "heb_Hebr", "en": "eng_Latn"}
 
