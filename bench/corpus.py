@@ -12,8 +12,8 @@ import random
 import re
 from pathlib import Path
 
-from service.langid import detect_language
-from service.textproc import clean_document, split_sentences
+from service.text.cleaning import clean_document, split_sentences
+from service.text.langid import detect_language
 
 from .config import SEED
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from .config import HEALTH_ROUTE, REPO_DIR, SERVER_START_TIMEOUT_S, TRANSLATE_ROUTE, UVICORN_FLAGS
 from .measure import peak_rss_mb, percentile
 
-NEWSMT_FACTORY = "service.app:create_app"
+NEWSMT_FACTORY = "service.api.app:create_app"
 BARE_FACTORY = "bench.servers:bare_app"
 STOP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 600.0

@@ -1,5 +1,5 @@
 """Bounded load test of the HTTP service: many concurrent connections for a fixed time against a real
-`uvicorn service.app:create_app` on loopback, with cache hits and misses mixed over the native and the
+`uvicorn service.api.app:create_app` on loopback, with cache hits and misses mixed over the native and the
 LibreTranslate-compatible routes, and every answer checked.
 
     .venv/bin/python -m bench.load                                  # 64 connections for 60 s, the configured models
@@ -42,11 +42,11 @@ from typing import Any
 import httpx
 import psutil
 
-from service.cache import SegmentCache
+from service.cache.segment_cache import SegmentCache
 from service.config import Settings
-from service.manager import ModelManager
-from service.pipeline import Pipeline
-from service.textproc import clean_document
+from service.engines.manager import ModelManager
+from service.pipeline.translate import Pipeline
+from service.text.cleaning import clean_document
 
 from .config import REPO_DIR
 from .http_load import NEWSMT_FACTORY, serve

@@ -38,7 +38,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tests.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
+from service.testing.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
 
 from .config import ARCHITECTURES, BANNED_LOGIT, BEAM_SIZE, MODELS_DIR, SEED, SPM_VOCAB, Architecture
 

@@ -38,8 +38,9 @@ def _request(text: str) -> bytes:
 
 
 def _no_http_app() -> str | None:
-    """Why the HTTP cases cannot run, if they cannot: the server lives in service/app.py."""
-    return None if importlib.util.find_spec("service.app") else "service/app.py (the HTTP server) does not exist"
+    """Why the HTTP cases cannot run, if they cannot: the server lives in service/api/app.py."""
+    found = importlib.util.find_spec("service.api.app")
+    return None if found else "service/api/app.py (the HTTP server) does not exist"
 
 
 # -- bulk CLI ------------------------------------------------------------------------------------------------------
@@ -168,10 +169,10 @@ def both_models(ctx: Context) -> Outcome:
     if not ctx.newsmt_ct2:
         return Outcome.skip("newsmt's CTranslate2 backend is not available")
     _use_cache(ctx, "both-models-cache")
-    from service.cache import SegmentCache
+    from service.cache.segment_cache import SegmentCache
     from service.config import Settings
-    from service.manager import ModelManager
-    from service.pipeline import Pipeline
+    from service.engines.manager import ModelManager
+    from service.pipeline.translate import Pipeline
 
     from .corpus import make_articles
 

@@ -62,7 +62,7 @@ def _summary_input(model: str, length: int, path: Path) -> None:
     """One English article of exactly `length` tokens (the seed English sentences, repeated), BOS ... EOS."""
     from transformers import AutoTokenizer
 
-    from tests.tiny_models import english_corpus
+    from service.testing.tiny_models import english_corpus
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     sentence_ids = tokenizer(" ".join(english_corpus()), add_special_tokens=False)["input_ids"]
@@ -75,7 +75,7 @@ def _summary_input(model: str, length: int, path: Path) -> None:
 # -- newsmt --------------------------------------------------------------------------------------------------------
 def newsmt_ct2_available() -> bool:
     """newsmt's CTranslate2 backend and `newsmt models convert` (issue 5) are present in this checkout."""
-    return all(importlib.util.find_spec(m) for m in ("service.convert", "service.engines.ctranslate2_engine"))
+    return all(importlib.util.find_spec(m) for m in ("service.store.convert", "service.engines.ctranslate2_engine"))
 
 
 def newsmt_values(device: str, threads: int, params: BenchParams, use_ct2: bool) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def install_as_pulled(key: str) -> None:
     and a pull manifest), so newsmt resolves it as it would in a deployment: revision from the manifest, rather
     than a content hash of a local directory's weights at every process start."""
     from service.config import Settings
-    from service.model_store import MANIFEST, ModelStore
+    from service.store.model_store import MANIFEST, ModelStore
 
     source = ensure_model(key)
     repo_id = ARCHITECTURES[key].checkpoint
@@ -130,8 +130,8 @@ def install_as_pulled(key: str) -> None:
 def convert_for_newsmt(task: str, values: dict[str, Any], env: dict[str, str]) -> None:
     """`newsmt models convert TASK --quantization Q`, unless the store already holds that exact copy."""
     from service.config import Settings
-    from service.convert import find_converted
-    from service.model_store import ModelStore
+    from service.store.convert import find_converted
+    from service.store.model_store import ModelStore
 
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     if find_converted(settings.models_dir, ModelStore(settings).resolve(task), settings.ct2_quantization):

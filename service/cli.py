@@ -15,15 +15,15 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from .bulk import discover, translate_tree
-from .cache import SegmentCache
-from .config import TASKS, Ct2Quantization, Settings
-from .convert import convert_model
-from .errors import NewsMTError
-from .manager import ModelManager
-from .model_store import ModelStore
-from .pipeline import SOURCE_CHOICES, Pipeline
-from .summarize import METHODS, STRATEGIES, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions
+from service.bulk.run import discover, translate_tree
+from service.cache.segment_cache import SegmentCache
+from service.config import TASKS, Ct2Quantization, Settings
+from service.engines.manager import ModelManager
+from service.errors import NewsMTError
+from service.pipeline.summarize import METHODS, STRATEGIES, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions
+from service.pipeline.translate import SOURCE_CHOICES, Pipeline
+from service.store.convert import convert_model
+from service.store.model_store import ModelStore
 
 app = typer.Typer(help="newsmt: translate Hebrew and Arabic news into English, with a content-hash disk cache.",
                   no_args_is_help=True, add_completion=False)
@@ -151,7 +151,7 @@ def serve(
 
     settings = _settings()
     # The factory string (not an app object) lets uvicorn start workers; each builds Settings from NEWSMT_* itself.
-    uvicorn.run("service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+    uvicorn.run("service.api.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
                 workers=workers)
 
 

@@ -17,12 +17,12 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.cache import SegmentCache
+from service.api.app import create_app
+from service.cache.segment_cache import SegmentCache
 from service.config import Settings
-from service.manager import ModelManager
-from service.pipeline import Pipeline
-from tests.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
+from service.engines.manager import ModelManager
+from service.pipeline.translate import Pipeline
+from service.testing.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from service.batcher import DynamicBatcher
 from service.config import Settings
 from service.engines.base import Engine, GenerationSettings
-from service.pipeline import ArticleResult
-from service.textproc import clean_document, split_sentences
+from service.engines.batcher import DynamicBatcher
+from service.pipeline.translate import ArticleResult
+from service.text.cleaning import clean_document, split_sentences
 from tests.conftest import BatchLog, make_pipeline, seed, settings_for
 
 AR = "translate:ar-en"

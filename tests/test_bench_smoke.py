@@ -12,7 +12,7 @@ from bench.http_load import BARE_FACTORY, drive, serve
 from bench.prepare import worker_env
 from bench.report import evaluate
 from bench.servers import PAYLOAD_ENV
-from service.textproc import split_sentences
+from service.text.cleaning import split_sentences
 
 
 def test_corpus_sentences_are_distinct_single_segments() -> None:

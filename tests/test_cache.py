@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cache import HEALTH_CHECK_SECONDS, SegmentCache, cache_key
+from service.cache.segment_cache import HEALTH_CHECK_SECONDS, SegmentCache, cache_key
 
 
 def _key(text: str = "שלום", **overrides: object) -> str:

@@ -15,14 +15,14 @@ import pytest
 from transformers import AutoTokenizer
 
 from service.config import TASKS
-from service.convert import CT2_MANIFEST, convert_model, converted_dir
 from service.engines.base import GenerationSettings
 from service.engines.factory import load_engine
 from service.errors import ModelNotInstalled
-from service.model_store import ModelStore
-from service.textproc import clean_document, split_sentences
+from service.store.convert import CT2_MANIFEST, convert_model, converted_dir
+from service.store.model_store import ModelStore
+from service.testing.tiny_models import build_tiny_bart, build_tiny_m2m100, english_corpus, seed_texts
+from service.text.cleaning import clean_document, split_sentences
 from tests.conftest import env_for, make_pipeline, seed, settings_for
-from tests.tiny_models import build_tiny_bart, build_tiny_m2m100, english_corpus, seed_texts
 
 AR, HE = "translate:ar-en", "translate:he-en"
 ARABIC_OR_HEBREW = re.compile(r"[\u0590-\u06ff]")

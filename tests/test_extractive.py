@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.extractive import MIN_SENTENCE_WORDS, lexrank_scores, select_sentences, similarity_matrix, word_count
-from service.textproc import clean_document, split_sentences
+from service.pipeline.extractive import (
+    MIN_SENTENCE_WORDS,
+    lexrank_scores,
+    select_sentences,
+    similarity_matrix,
+    word_count,
+)
+from service.text.cleaning import clean_document, split_sentences
 from tests.conftest import SEEDS
 
 SEED_NAMES = sorted(p.stem for p in SEEDS.glob("*.txt"))

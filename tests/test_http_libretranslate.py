@@ -11,7 +11,7 @@ import httpx
 import pytest
 from libretranslatepy import LibreTranslateAPI
 
-from service.textproc import clean_document
+from service.text.cleaning import clean_document
 from tests.conftest import LiveServer, seed
 
 ARABIC_OR_HEBREW = re.compile(r"[\u0590-\u06ff]")

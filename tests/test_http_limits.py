@@ -10,7 +10,7 @@ import httpx
 import pytest
 from libretranslatepy import LibreTranslateAPI
 
-from service.textproc import clean_document
+from service.text.cleaning import clean_document
 from tests.conftest import LiveServer, make_pipeline, seed
 
 PERSIAN = "وزیر امور خارجه ایران روز دوشنبه در سفری رسمی به مسکو با همتای روسی خود دیدار و گفتگو کرد."

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.textproc import clean_document
+from service.text.cleaning import clean_document
 from tests.conftest import LiveServer, env_for, seed, settings_for
 
 ARABIC_OR_HEBREW = re.compile(r"[\u0590-\u06ff]")

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.textproc import clean_document
+from service.text.cleaning import clean_document
 from tests.conftest import LiveServer, seed
 
 INSTALL_HINT = "newsmt models pull summarize"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from service import langid
-from service.langid import Detection, detect_language, detect_paragraphs
-from service.textproc import clean_document, normalize
+from service.text.cleaning import clean_document, normalize
+from service.text.langid import Detection, detect_language, detect_paragraphs
 
 SEEDS = Path(__file__).parent.parent / "seeds"
 

@@ -11,9 +11,9 @@ import huggingface_hub
 import pytest
 
 from service.config import Settings
+from service.engines.manager import ModelManager
 from service.errors import ModelLoadError, ModelNotInstalled
-from service.manager import ModelManager
-from service.model_store import MANIFEST, DownloadFailed, ModelStore, fingerprint
+from service.store.model_store import MANIFEST, DownloadFailed, ModelStore, fingerprint
 
 REPO_ID = "Helsinki-NLP/opus-mt-tc-big-he-en"
 

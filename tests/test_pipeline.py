@@ -8,7 +8,7 @@ from pathlib import Path
 
 from service.config import Settings
 from service.errors import EmptyText, InputTooLarge, ModelNotInstalled, UnsupportedLanguage
-from service.textproc import clean_document, split_sentences
+from service.text.cleaning import clean_document, split_sentences
 from tests.conftest import make_pipeline, seed, settings_for
 
 ARABIC_OR_HEBREW = re.compile(r"[\u0590-\u06ff]")

@@ -27,9 +27,9 @@ import httpx
 import psutil
 import pytest
 
-from service.bulk import discover, translate_tree
+from service.bulk.run import discover, translate_tree
 from service.config import Settings
-from service.textproc import clean_document
+from service.text.cleaning import clean_document
 from tests.conftest import SEEDS, LiveServer, env_for, make_pipeline, settings_for
 
 RETRY_SECONDS = 1.0  # how soon a degraded cache is retried in these tests (production default: 30 s)
@@ -79,7 +79,7 @@ def recovered(server: LiveServer) -> None:
 @pytest.fixture(autouse=True)
 def _quick_health_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The servers here run in this process: their caches check themselves every 0.2 s instead of every second."""
-    monkeypatch.setattr("service.cache.HEALTH_CHECK_SECONDS", HEALTH_CHECK_SECONDS)
+    monkeypatch.setattr("service.cache.segment_cache.HEALTH_CHECK_SECONDS", HEALTH_CHECK_SECONDS)
 
 
 def test_cache_deleted_while_serving_degrades_then_recreates(live_server: Callable[..., LiveServer]) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from transformers import AutoTokenizer
 
-from service.textproc import split_to_fit
+from service.text.cleaning import split_to_fit
 from tests.conftest import LiveServer
 
 ARABIC = "التقى وزير الخارجية بنظيره في القاهرة لبحث الأوضاع في المنطقة."

@@ -19,11 +19,11 @@ from pydantic import SecretStr
 from transformers import MarianMTModel
 
 from service.api import deps
-from service.app import create_app
+from service.api.app import create_app
 from service.config import Settings
 from service.engines.transformers_engine import TransformersEngine
 from service.errors import AuthenticationRequired, InvalidApiKey, ModelLoadError, RateLimited
-from service.ratelimit import RateLimiter, address_identity, key_identity
+from service.serving.ratelimit import RateLimiter, address_identity, key_identity
 from tests.conftest import LiveServer, seed, settings_for
 
 KEY, OTHER_KEY = "s3cret-key-0123456789abcdef", "another-key-9876543210"

@@ -13,11 +13,11 @@ from transformers import AutoTokenizer
 
 from service.config import Settings
 from service.errors import InvalidInput, ModelNotInstalled
-from service.extractive import word_count
-from service.summarize import ELLIPSIS, Summarizer, SummaryOptions
+from service.pipeline.extractive import word_count
+from service.pipeline.summarize import ELLIPSIS, Summarizer, SummaryOptions
+from service.testing.tiny_models import MAX_POSITIONS, english_corpus
 from tests.conftest import SEEDS, BatchLog, make_pipeline, seed, settings_for
 from tests.test_cli import SEED_IDS, newsmt, records
-from tests.tiny_models import MAX_POSITIONS, english_corpus
 
 INSTALL_HINT = "newsmt models pull summarize"
 SHORT_ENGLISH = "The minister met his counterpart in Moscow on Monday.\n\nBoth sides discussed trade and energy."

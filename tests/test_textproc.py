@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.textproc import (
+from service.text.cleaning import (
     CleanedDocument,
     clean_document,
     join_paragraphs,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianTokenizer
 
-from tests.tiny_models import (
+from service.testing.tiny_models import (
     build_tiny_bart,
     build_tiny_m2m100,
     build_tiny_marian,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from service.cli import app as cli
 from service.config import Settings
-from service.textproc import clean_document
+from service.text.cleaning import clean_document
 from tests.conftest import SEEDS, LiveServer, env_for, seed
 
 CHROMIUM = Path("/usr/bin/chromium")

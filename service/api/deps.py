@@ -10,10 +10,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..config import Settings
-from ..errors import AuthenticationRequired, InvalidApiKey
-from ..ratelimit import address_identity, key_identity
-from .state import ServiceState
+from service.config import Settings
+from service.errors import AuthenticationRequired, InvalidApiKey
+from service.serving.ratelimit import address_identity, key_identity
+from service.serving.state import ServiceState
 
 
 # Dependencies are `async def` although they never await: FastAPI runs a plain `def` dependency in its thread pool,

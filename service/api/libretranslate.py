@@ -17,15 +17,15 @@ import anyio
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from ..config import SOURCE_LANGUAGES, TARGET_LANGUAGE
-from ..errors import EmptyText, InvalidInput, UnsupportedLanguage
-from ..html_text import parse_html
-from ..langid import Detection, detect_language
-from ..pipeline import SOURCE_CHOICES
-from ..textproc import clean_document
-from .deps import State, admit
-from .native import ARABIC_EXAMPLE, HEBREW_EXAMPLE
-from .state import ServiceState, raise_first_error
+from service.api.deps import State, admit
+from service.api.native import ARABIC_EXAMPLE, HEBREW_EXAMPLE
+from service.config import SOURCE_LANGUAGES, TARGET_LANGUAGE
+from service.errors import EmptyText, InvalidInput, UnsupportedLanguage
+from service.pipeline.translate import SOURCE_CHOICES
+from service.serving.state import ServiceState, raise_first_error
+from service.text.cleaning import clean_document
+from service.text.html import parse_html
+from service.text.langid import Detection, detect_language
 
 router = APIRouter(tags=["LibreTranslate-compatible"])
 

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..pipeline import ArticleResult
-from .deps import Admitted
-from .state import raise_first_error
+from service.api.deps import Admitted
+from service.pipeline.translate import ArticleResult
+from service.serving.state import raise_first_error
 
 router = APIRouter(prefix="/v1", tags=["translate"])
 

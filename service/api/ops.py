@@ -13,10 +13,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..config import SOURCE_LANGUAGES, translation_task
-from ..errors import NewsMTError
-from ..metrics import CONTENT_TYPE
-from .deps import Admitted, State
+from service.api.deps import Admitted, State
+from service.config import SOURCE_LANGUAGES, translation_task
+from service.errors import NewsMTError
+from service.serving.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
 admin = APIRouter(prefix="/v1", tags=["operations"])

@@ -17,11 +17,8 @@ import anyio
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
-from ..errors import ItemFailed
-from ..pipeline import ArticleResult
-from ..summarize import SUMMARIZE_THEN_TRANSLATE, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions, SummaryResult
-from .deps import Admitted
-from .native import (
+from service.api.deps import Admitted
+from service.api.native import (
     ARABIC_EXAMPLE,
     HEBREW_EXAMPLE,
     ModelRef,
@@ -30,7 +27,16 @@ from .native import (
     Usage,
     translation_body,
 )
-from .state import ServiceState, raise_first_error
+from service.errors import ItemFailed
+from service.pipeline.summarize import (
+    SUMMARIZE_THEN_TRANSLATE,
+    TRANSLATE_THEN_SUMMARIZE,
+    Summarizer,
+    SummaryOptions,
+    SummaryResult,
+)
+from service.pipeline.translate import ArticleResult
+from service.serving.state import ServiceState, raise_first_error
 
 router = APIRouter(prefix="/v1", tags=["summarize"])
 

@@ -1,1 +1,2 @@
-"""Inference backends behind the `Engine` protocol."""
+"""Inference: the backends behind the `Engine` protocol, the model manager that loads them and the batcher
+that feeds them."""

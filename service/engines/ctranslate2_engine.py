@@ -18,10 +18,10 @@ from typing import Any, cast
 
 import ctranslate2
 
-from ..convert import ConvertedModel
-from ..errors import ModelLoadError
-from .base import GenerationSettings
-from .tokenizer import load_tokenizer, target_language_token
+from service.engines.base import GenerationSettings
+from service.engines.tokenizer import load_tokenizer, target_language_token
+from service.errors import ModelLoadError
+from service.store.convert import ConvertedModel
 
 #: Devices CTranslate2 runs on (no Apple MPS).
 DEVICES = ("cpu", "cuda")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Settings, TaskInfo
-from ..convert import ConvertedModel, convert_command, find_converted
-from ..errors import ModelLoadError, ModelNotInstalled
-from ..model_store import ResolvedModel
-from . import ctranslate2_engine
-from .base import Engine
+from service.config import Settings, TaskInfo
+from service.engines import ctranslate2_engine
+from service.engines.base import Engine
+from service.errors import ModelLoadError, ModelNotInstalled
+from service.store.convert import ConvertedModel, convert_command, find_converted
+from service.store.model_store import ResolvedModel
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def plan_engine(resolved: ResolvedModel, settings: Settings) -> EnginePlan:
                                      f"not NEWSMT_DEVICE={settings.device}")
         if converted is not None and device in ctranslate2_engine.DEVICES:
             return EnginePlan(ctranslate2_engine.variant_name(quantization, device), converted)
-    from . import transformers_engine
+    from service.engines import transformers_engine
 
     device = transformers_engine.resolve_device(settings.device)
     return EnginePlan(transformers_engine.variant_name(device, settings.cuda_dtype, settings.torch_int8), None)
@@ -65,7 +65,7 @@ def load_engine(resolved: ResolvedModel, settings: Settings, info: TaskInfo) -> 
             threads=settings.threads,
             inter_threads=settings.inter_threads,
         )
-    from .transformers_engine import TransformersEngine
+    from service.engines.transformers_engine import TransformersEngine
 
     return TransformersEngine(
         resolved.path,

@@ -14,7 +14,7 @@ from pathlib import Path
 import transformers
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import ModelLoadError
+from service.errors import ModelLoadError
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
-from ..errors import ModelLoadError
-from .base import GenerationSettings
-from .tokenizer import load_tokenizer, target_language_token
+from service.engines.base import GenerationSettings
+from service.engines.tokenizer import load_tokenizer, target_language_token
+from service.errors import ModelLoadError
 
 
 def resolve_device(requested: str) -> str:

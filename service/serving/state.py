@@ -18,14 +18,14 @@ from functools import partial
 
 import anyio
 
-from ..cache import SegmentCache
-from ..coalesce import Coalescer, work_key
-from ..config import Settings
-from ..errors import InputTooLarge, ItemFailed, Overloaded, RequestTimedOut
-from ..manager import ModelManager
-from ..metrics import Metrics
-from ..pipeline import ArticleResult, PendingArticles, Pipeline
-from ..ratelimit import RateLimiter
+from service.cache.segment_cache import SegmentCache
+from service.config import Settings
+from service.engines.manager import ModelManager
+from service.errors import InputTooLarge, ItemFailed, Overloaded, RequestTimedOut
+from service.pipeline.translate import ArticleResult, PendingArticles, Pipeline
+from service.serving.coalesce import Coalescer, work_key
+from service.serving.metrics import Metrics
+from service.serving.ratelimit import RateLimiter
 
 
 @dataclass

@@ -17,14 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from .pipeline import ParagraphResult
-
-if TYPE_CHECKING:
-    from .bulk import BulkSummary
+from service.bulk.stats import BulkSummary
+from service.pipeline.translate import ParagraphResult
 
 #: Written right to left. Only these of the languages the pipeline reports (ar, he, en) need it.
 RTL_LANGUAGES = frozenset({"ar", "he"})
@@ -83,7 +81,7 @@ class ReportArticle:
 
 @cache
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("service", "templates"), autoescape=True, undefined=StrictUndefined,
+    env = Environment(loader=PackageLoader("service.bulk", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["direction"] = text_direction
     env.filters["language_name"] = language_name

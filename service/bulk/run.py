@@ -12,18 +12,18 @@ import os
 import re
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from .errors import InvalidInput, NewsMTError
-from .pipeline import ArticleResult, ParagraphResult, Pipeline
-from .report import ReportArticle, render_report
-from .summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
+from service.bulk.report import ReportArticle, render_report
+from service.bulk.stats import BulkSummary
+from service.errors import InvalidInput, NewsMTError
+from service.pipeline.summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
+from service.pipeline.translate import ArticleResult, ParagraphResult, Pipeline
 
 INPUT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIX = ".jsonl"
@@ -171,29 +171,13 @@ def summary_fields(out: Path, src: ArticleSource, summary: SummaryResult) -> dic
     return fields
 
 
-@dataclass
-class BulkSummary:
-    articles: int = 0
-    failed: int = 0
-    segments: int = 0
-    cache_hits: int = 0
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    #: Summaries written, by the engine that made them ("lexrank" or the model id).
-    summary_engines: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def hit_rate(self) -> float:
-        return self.cache_hits / self.segments if self.segments else 1.0
-
-
 def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Path, *, source_lang: str = "auto",
                    beam_size: int | None = None, progress: bool | None = None,
                    summarizer: Summarizer | None = None, summary_options: SummaryOptions | None = None,
                    write_translations: bool = True, report: Path | None = None) -> BulkSummary:
     """Translate every article, writing NAME.en.txt files and results.jsonl under `out`. With a summarizer, also
     NAME.summary.txt and the summary in each record; `write_translations=False` writes summaries only. With
-    `report`, also one bilingual HTML file of the whole run (service/report.py)."""
+    `report`, also one bilingual HTML file of the whole run (service/bulk/report.py)."""
     if summarizer is not None:
         summary_options = summary_options or SummaryOptions.from_settings(pipeline.settings)
         if write_translations and summary_options.strategy == SUMMARIZE_THEN_TRANSLATE:

@@ -1,4 +1,5 @@
-"""CTranslate2's Transformers converter with newsmt's loading rules, for `newsmt models convert` (service/convert.py).
+"""CTranslate2's Transformers converter with newsmt's loading rules, for `newsmt models convert`
+(service/store/convert.py).
 
 A module of its own because `ctranslate2.converters` imports torch: a server that only runs converted copies never
 imports it, and saves the ~220 MB torch takes.

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .pipeline import ArticleResult
+from service.pipeline.translate import ArticleResult
 
 #: Translation requests range from a cached lookup (milliseconds) to a long uncached article (minutes on a CPU).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

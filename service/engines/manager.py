@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import TASKS, Settings
-from .engines.base import Engine
-from .engines.factory import load_engine, plan_engine
-from .errors import ModelLoadError
-from .model_store import ModelStore, ResolvedModel, task_or_error
+from service.config import TASKS, Settings
+from service.engines.base import Engine
+from service.engines.factory import load_engine, plan_engine
+from service.errors import ModelLoadError
+from service.store.model_store import ModelStore, ResolvedModel, task_or_error
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ import cachetools
 import diskcache
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
+    from service.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .engines.base import Engine, GenerationSettings
+from service.engines.base import Engine, GenerationSettings
 
 #: Metrics hook: (task, texts in the batch, their source tokens).
 BatchHook = Callable[[str, int, int], None]

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .textproc import normalize
+from service.text.cleaning import normalize
 
 #: Identifies this scoring in cache keys; bump it when a change here changes which sentences are picked.
 LEXRANK_VERSION = "lexrank-1"

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import RateLimited
+from service.errors import RateLimited
 
 #: Callers remembered at once; at the default of 10,000 the table stays under a few MB.
 MAX_CALLERS = 10_000

@@ -20,8 +20,8 @@ from typing import Any
 
 import ctranslate2
 
-from .errors import NewsMTError
-from .model_store import ResolvedModel
+from service.errors import NewsMTError
+from service.store.model_store import ResolvedModel
 
 CT2_MANIFEST = "newsmt-ct2.json"
 #: Files the Hugging Face tokenizer and generation defaults are loaded from; weights and config.json are not
@@ -94,7 +94,7 @@ def convert_model(
     tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     copied = sorted({p.name for pattern in _COPIED_PATTERNS for p in resolved.path.glob(pattern) if p.is_file()})
-    from .ct2_converter import LocalConverter  # imports torch, which only converting needs
+    from service.store.ct2_converter import LocalConverter  # imports torch, which only converting needs
 
     converter = LocalConverter(str(resolved.path), copy_files=copied, allow_pickle_weights=allow_pickle_weights)
     try:

@@ -3,7 +3,7 @@
 Engines
     abstractive  the `summarize` task's seq2seq model (a BART CNN/DailyMail checkpoint by default), loaded and
                  unloaded by the ModelManager exactly like the translation models.
-    extractive   LexRank over the article's own sentences (service/extractive.py); needs no model.
+    extractive   LexRank over the article's own sentences (service/pipeline/extractive.py); needs no model.
 `method=auto` runs the abstractive engine when its model is installed and loads, the extractive one otherwise, and
 the result says which ran and why.
 
@@ -33,14 +33,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from .cache import cache_key
-from .config import SUMMARIZE_TASK, TARGET_LANGUAGE, Settings, SummaryMethod, SummaryStrategy
-from .engines.base import Engine, GenerationSettings
-from .errors import InvalidInput, ModelLoadError, ModelNotInstalled, NewsMTError, SummarizationFailed
-from .extractive import LEXRANK_VERSION, select_sentences, word_count
-from .model_store import ResolvedModel
-from .pipeline import SOURCE_CHOICES, ArticleResult, Pipeline
-from .textproc import split_sentences, split_to_fit
+from service.cache.segment_cache import cache_key
+from service.config import SUMMARIZE_TASK, TARGET_LANGUAGE, Settings, SummaryMethod, SummaryStrategy
+from service.engines.base import Engine, GenerationSettings
+from service.errors import InvalidInput, ModelLoadError, ModelNotInstalled, NewsMTError, SummarizationFailed
+from service.pipeline.extractive import LEXRANK_VERSION, select_sentences, word_count
+from service.pipeline.translate import SOURCE_CHOICES, ArticleResult, Pipeline
+from service.store.model_store import ResolvedModel
+from service.text.cleaning import split_sentences, split_to_fit
 
 METHODS: tuple[str, ...] = get_args(SummaryMethod)
 STRATEGIES: tuple[str, ...] = get_args(SummaryStrategy)

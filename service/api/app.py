@@ -5,7 +5,7 @@ Errors are domain exceptions (service/errors.py) mapped to HTTP here, once: nati
 `{"error": {"code", "message"}}` with the statuses in `NATIVE_STATUS`; LibreTranslate-compatible routes answer
 LibreTranslate's `{"error": "..."}`, with 400 for anything wrong with the request, as LibreTranslate does.
 
-`uvicorn --factory service.app:create_app` (what `newsmt serve` runs) calls it without arguments: settings then
+`uvicorn --factory service.api.app:create_app` (what `newsmt serve` runs) calls it without arguments: settings then
 come from NEWSMT_* variables.
 """
 
@@ -28,11 +28,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api import libretranslate, native, ops, summarize, web
-from .api.state import ServiceState
-from .cache import SegmentCache
-from .config import Settings
-from .errors import (
+from service.api import libretranslate, native, ops, summarize, web
+from service.cache.segment_cache import SegmentCache
+from service.config import Settings
+from service.engines.manager import ModelManager
+from service.errors import (
     AuthenticationRequired,
     InputTooLarge,
     InvalidApiKey,
@@ -46,9 +46,9 @@ from .errors import (
     UnknownTask,
     UnsupportedLanguage,
 )
-from .manager import ModelManager
-from .metrics import Metrics
-from .pipeline import Pipeline
+from service.pipeline.translate import Pipeline
+from service.serving.metrics import Metrics
+from service.serving.state import ServiceState
 
 log = logging.getLogger(__name__)
 

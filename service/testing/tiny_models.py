@@ -47,7 +47,7 @@ from transformers import (
 )
 from transformers.models.m2m_100.tokenization_m2m_100 import FAIRSEQ_LANGUAGE_CODES
 
-SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 MAX_POSITIONS = 128  # tokenizers truncate to this (model_max_length), like 512/512 on real OPUS-MT
 MAX_LENGTH = 48
 _BANNED = -100.0  # logits of a random 32-wide model stay within about +-10

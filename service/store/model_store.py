@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from .config import TASKS, Settings
-from .errors import ModelLoadError, ModelNotInstalled, NewsMTError, UnknownTask
+from service.config import TASKS, Settings
+from service.errors import ModelLoadError, ModelNotInstalled, NewsMTError, UnknownTask
 
 log = logging.getLogger(__name__)
 

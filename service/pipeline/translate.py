@@ -19,15 +19,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .batcher import BatchHook, DynamicBatcher
-from .cache import SegmentCache, cache_key
-from .config import SOURCE_LANGUAGES, TARGET_LANGUAGE, Settings, translation_task
-from .engines.base import GenerationSettings
-from .errors import EmptyText, InputTooLarge, InvalidInput, NewsMTError, UnsupportedLanguage
-from .langid import detect_language
-from .manager import ModelManager
-from .model_store import ResolvedModel
-from .textproc import CleanedDocument, clean_document, join_paragraphs, split_sentences, split_to_fit
+from service.cache.segment_cache import SegmentCache, cache_key
+from service.config import SOURCE_LANGUAGES, TARGET_LANGUAGE, Settings, translation_task
+from service.engines.base import GenerationSettings
+from service.engines.batcher import BatchHook, DynamicBatcher
+from service.engines.manager import ModelManager
+from service.errors import EmptyText, InputTooLarge, InvalidInput, NewsMTError, UnsupportedLanguage
+from service.store.model_store import ResolvedModel
+from service.text.cleaning import CleanedDocument, clean_document, join_paragraphs, split_sentences, split_to_fit
+from service.text.langid import detect_language
 
 log = logging.getLogger(__name__)
 

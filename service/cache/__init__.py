@@ -1,0 +1,1 @@
+"""The content-hash cache of translations and summaries (sentence and article entries)."""

@@ -1,0 +1,2 @@
+"""The pipelines that HTTP, CLI and cluster runs share: translation (clean -> detect -> segment -> cache ->
+batch -> join) and summaries."""
