@@ -28,6 +28,18 @@ REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
 
 
+def require_program(path: Path, package: str) -> None:
+    """Skip a test whose system program is missing on a developer's machine, but fail it under CI (`CI=true`):
+    there the README's test command installs every program, so a missing one is a broken set-up, not a reason to
+    report green with tests left out."""
+    if path.exists():
+        return
+    reason = f"needs {path} (Debian package {package}; the README's test command installs it)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the settings they pass: no NEWSMT_* from the caller's shell, no hub access."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service import langid
+from service.text import langid
 from service.text.cleaning import clean_document, normalize
 from service.text.langid import Detection, detect_language, detect_paragraphs
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+import ctranslate2
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianTokenizer
@@ -83,7 +84,6 @@ def test_generate_is_non_empty_and_deterministic(tmp_path: Path, kind: str) -> N
 
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
 def test_ctranslate2_converts_and_translates(tmp_path: Path, kind: str) -> None:
-    ctranslate2 = pytest.importorskip("ctranslate2")
     out = BUILDERS[kind](tmp_path / "hf")
     converted = ctranslate2.converters.TransformersConverter(str(out)).convert(
         str(tmp_path / "ct2"), quantization="int8"

@@ -15,11 +15,9 @@ from typer.testing import CliRunner
 from service.cli import app as cli
 from service.config import Settings
 from service.text.cleaning import clean_document
-from tests.conftest import SEEDS, LiveServer, env_for, seed
+from tests.conftest import SEEDS, LiveServer, env_for, require_program, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(apt-get install chromium chromium-driver; .ci/run installs it)")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PERSIAN = "وزیر امور خارجه ایران روز دوشنبه در سفری رسمی به مسکو با همتای روسی خود دیدار و گفتگو کرد."
@@ -34,6 +32,7 @@ def paragraphs(name: str, count: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    require_program(CHROMIUM, "chromium")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
