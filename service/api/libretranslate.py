@@ -15,10 +15,9 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
 
 from service.api.deps import State, admit
-from service.api.native import ARABIC_EXAMPLE, HEBREW_EXAMPLE
+from service.api.schemas import ARABIC_EXAMPLE, HEBREW_EXAMPLE, DetectedLanguage, Language, LibreTranslation
 from service.config import SOURCE_LANGUAGES, TARGET_LANGUAGE
 from service.errors import EmptyText, InvalidInput, UnsupportedLanguage
 from service.pipeline.translate import SOURCE_CHOICES
@@ -83,24 +82,10 @@ _DETECT_BODY = {
 }
 
 
-class DetectedLanguage(BaseModel):
-    confidence: float = Field(description="0-100, as LibreTranslate reports it.")
-    language: str
 
 
-class LibreTranslation(BaseModel):
-    """A string per string sent, a list per list; `detectedLanguage` only with source=auto, `alternatives` only when
-    asked for (always empty: newsmt invents no alternatives)."""
-
-    translatedText: str | list[str]
-    detectedLanguage: DetectedLanguage | list[DetectedLanguage] | None = None
-    alternatives: list[str] | list[list[str]] | None = None
 
 
-class Language(BaseModel):
-    code: str
-    name: str
-    targets: list[str]
 
 
 async def _fields(request: Request) -> dict[str, Any]:

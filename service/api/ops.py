@@ -7,13 +7,13 @@ them in its threadpool instead of on the event loop.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from service.api.deps import Admitted, State
+from service.api.schemas import Readiness
 from service.config import SOURCE_LANGUAGES, translation_task
 from service.errors import NewsMTError
 from service.serving.metrics import CONTENT_TYPE
@@ -28,9 +28,6 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
-    reasons: list[str] = Field(description="Why not ready: the cache is unusable (and why), a model is missing.")
 
 
 @router.get("/readyz", responses={200: {"model": Readiness},

@@ -11,21 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, Field
 
 from service.api.deps import Admitted
-from service.api.native import (
+from service.api.native import translation_body
+from service.api.schemas import (
     ARABIC_EXAMPLE,
     HEBREW_EXAMPLE,
+    ArticleItem,
+    ArticlesRequest,
+    ArticlesResponse,
     ModelRef,
-    TranslateRequest,
-    Translation,
+    SummarizeRequest,
+    SummarizeResponse,
+    SummaryInfo,
+    SummaryItem,
     Usage,
-    translation_body,
 )
 from service.errors import ItemFailed
 from service.pipeline.summarize import (
@@ -41,71 +45,18 @@ from service.serving.state import ServiceState, raise_first_error
 router = APIRouter(prefix="/v1", tags=["summarize"])
 
 
-class ArticlesRequest(TranslateRequest):
-    """/v1/translate's request (text or texts, source, options) plus the summary's choices."""
-
-    method: Literal["auto", "abstractive", "extractive"] | None = Field(
-        None, description="auto: the summary model when installed, else LexRank. Default NEWSMT_SUMMARY_METHOD.")
-    max_words: int | None = Field(None, ge=1, description="Longest summary in words; default "
-                                                          "NEWSMT_SUMMARY_MAX_WORDS. It ends on a whole sentence.")
-    ratio: float | None = Field(None, gt=0, le=1, description="Also cap at this fraction of the article's words.")
-    max_sentences: int | None = Field(None, ge=1, description="Most sentences LexRank picks.")
-
-    def field_name(self) -> str | None:
-        return "texts" if self.texts is not None else None
-
-    def summary_options(self, state: ServiceState, strategy: str | None) -> SummaryOptions:
-        return SummaryOptions.from_settings(state.settings, method=self.method, strategy=strategy,
-                                            max_words=self.max_words, ratio=self.ratio,
-                                            max_sentences=self.max_sentences)
 
 
-class SummarizeRequest(ArticlesRequest):
-    strategy: Literal["translate_then_summarize", "summarize_then_translate"] | None = Field(
-        None, description="translate_then_summarize summarizes the whole translation; summarize_then_translate "
-                          "translates only the key source sentences. Default NEWSMT_SUMMARY_STRATEGY.")
 
 
-class SummaryInfo(BaseModel):
-    """How a summary was made (the same fields as `summarizer` in results.jsonl)."""
-
-    method: str = Field(description="`abstractive` or `extractive`: the engine that ran.")
-    engine: str = Field(description="The summary model id, or `lexrank`.")
-    revision: str | None
-    strategy: str
-    fallback: str | None = Field(description="Why method=auto did not use the summary model (not installed: the "
-                                             "message names the install command).")
-    chunked: bool = Field(description="The input exceeded the model window and was summarized map-reduce.")
-    chunks: int
-    cached: bool = Field(description="Served from the cache: no model ran for this summary.")
-    words: int
-    elapsed_ms: float
 
 
-class SummaryItem(BaseModel):
-    summary: str
-    summarizer: SummaryInfo
-    detected_language: str | None
-    language_confidence: float | None
-    source_url: str | None
-    models: list[ModelRef] = Field(description="The translation models used (none for English).")
 
 
-class SummarizeResponse(BaseModel):
-    results: list[SummaryItem]
-    usage: Usage = Field(description="Translation work (sentences, cache) and the whole request's time.")
 
 
-class ArticleItem(Translation):
-    """/v1/translate's result for the article, plus its summary."""
-
-    summary: str
-    summarizer: SummaryInfo
 
 
-class ArticlesResponse(BaseModel):
-    results: list[ArticleItem]
-    usage: Usage
 
 
 def _usage(articles: Sequence[ArticleResult], started: float) -> Usage:
