@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -69,16 +69,24 @@ def test_corrupt_database_degrades_to_misses(tmp_path: Path, caplog: pytest.LogC
     assert any("continuing without cache" in r.message for r in caplog.records)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def _unwritable(directory: Path) -> tuple[list[str], list[str]]:
+    """Commands that make `directory` refuse new files and undo it. Root ignores permission bits, so as root (CI) the
+    directory is made immutable instead (`chattr +i`), which stops root too."""
+    if os.geteuid() == 0:
+        return ["chattr", "+i", str(directory)], ["chattr", "-i", str(directory)]
+    return ["chmod", "500", str(directory)], ["chmod", "700", str(directory)]
+
+
 def test_read_only_directory_degrades(tmp_path: Path) -> None:
     directory = tmp_path / "ro"
     directory.mkdir()
-    directory.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    lock, unlock = _unwritable(directory)
+    subprocess.run(lock, check=True)
     try:
         cache = SegmentCache(directory, 10**8)
         assert cache.get_many(["a"]) == {} and not cache.available
     finally:
-        directory.chmod(stat.S_IRWXU)
+        subprocess.run(unlock, check=True)
 
 
 def test_directory_removed_while_running_recovers(tmp_path: Path) -> None:
