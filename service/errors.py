@@ -75,7 +75,7 @@ class InvalidApiKey(NewsMTError):
 
 
 class Overloaded(NewsMTError):
-    """Too many translations in flight; the client should retry after `retry_after` seconds."""
+    """Too many translations or summaries in flight; the client should retry after `retry_after` seconds."""
 
     code = "overloaded"
 

@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from service.config import Settings
+from service.cache.segment_cache import SegmentCache
+from service.config import SUMMARIZE_TASK, Settings
+from service.engines.manager import ModelManager
 from service.errors import InvalidInput, ModelNotInstalled
 from service.pipeline.extractive import word_count
 from service.pipeline.summarize import ELLIPSIS, Summarizer, SummaryOptions
+from service.pipeline.translate import Pipeline
 from service.testing.tiny_models import MAX_POSITIONS, english_corpus
-from tests.conftest import SEEDS, BatchLog, make_pipeline, seed, settings_for
+from tests.conftest import SEEDS, BatchLog, seed, settings_for
 from tests.test_cli import SEED_IDS, newsmt, records
 
 INSTALL_HINT = "newsmt models pull summarize"
@@ -26,9 +29,13 @@ SHORT_ENGLISH = "The minister met his counterpart in Moscow on Monday.\n\nBoth s
 def summarizer_for(settings: Settings) -> tuple[Summarizer, BatchLog, BatchLog]:
     """A summarizer over a fresh pipeline (as a new process would build it), with its translation and
     summarization batches recorded."""
-    pipeline, translations = make_pipeline(settings)
-    summaries = BatchLog()
-    return Summarizer(pipeline, on_batch=summaries), translations, summaries
+    translations, summaries = BatchLog(), BatchLog()
+
+    def on_batch(task: str, segments: int, tokens: int) -> None:
+        (summaries if task == SUMMARIZE_TASK else translations)(task, segments, tokens)
+
+    manager = ModelManager(settings, on_batch=on_batch)
+    return Summarizer(Pipeline(settings, manager, SegmentCache.from_settings(settings))), translations, summaries
 
 
 @pytest.fixture

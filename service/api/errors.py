@@ -62,7 +62,7 @@ _ERROR_MEANINGS = {
     404: "No such task.",
     413: "The body, a text or the number of texts is over a limit; the message names the setting.",
     422: "Malformed or invalid request, empty text, or unsupported language.",
-    429: "Too many translations in flight, or this caller's rate limit is used up; see Retry-After.",
+    429: "Too many translations or summaries in flight, or this caller's rate limit is used up; see Retry-After.",
     503: "The model is not installed (the message names the install command) or cannot be loaded.",
     504: "Slower than NEWSMT_REQUEST_TIMEOUT_SECONDS; the work finishes in the background.",
 }

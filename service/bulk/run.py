@@ -13,7 +13,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,7 @@ def result_record(src: ArticleSource, result: ArticleResult, output: str | None)
         "segments": result.segments,
         "cache_hits": result.cache_hits,
         "cache_misses": result.cache_misses,
-        "models": result.models,
+        "models": [asdict(m) for m in result.models],
         "elapsed_ms": result.elapsed_ms,
     }
     if result.error is not None:
