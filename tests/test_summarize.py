@@ -79,6 +79,19 @@ def test_input_longer_than_the_window_is_summarized_map_reduce(with_bart: Settin
     assert result.summary and word_count(result.summary) <= with_bart.summary_max_words
 
 
+def test_summary_batches_go_through_the_shared_batcher_and_obey_its_token_budget(
+    tmp_path: Path, tiny_models: dict[str, Path], tiny_bart: Path
+) -> None:
+    budget = 2 * MAX_POSITIONS  # two full windows: a map round of four or more chunks needs two batches or more
+    settings = settings_for(tmp_path, tiny_models, summary_model=str(tiny_bart), summary_beam_size=1,
+                            batch_max_tokens=budget)
+    summarizer, _, summaries = summarizer_for(settings)
+    [result] = summarizer.summarize([" ".join(english_corpus())], source="en")
+    assert result.ok and result.chunks >= 4, result.error
+    assert summaries.batches >= 3  # with the default budget: one batch for the chunks, one for the final summary
+    assert all(texts == 1 or tokens <= budget for _, texts, tokens in summaries.log)
+
+
 def test_one_sentence_longer_than_the_window_is_split_not_truncated(with_bart: Settings) -> None:
     run_on = ", ".join(s.rstrip(".") for s in english_corpus()) + "."  # one 400-word sentence
     summarizer, _, _ = summarizer_for(with_bart)
