@@ -23,6 +23,8 @@ CudaDtype = Literal["float16", "bfloat16", "float32"]
 #: Languages a translation task exists for; English is passed through untranslated.
 SOURCE_LANGUAGES: tuple[str, ...] = ("ar", "he")
 TARGET_LANGUAGE = "en"
+#: English names of every language newsmt reads or writes, for people (the web page, reports, /languages).
+LANGUAGE_NAMES = {"ar": "Arabic", "he": "Hebrew", "en": "English"}
 
 
 #: The abstractive summarizer's task name (`newsmt models pull summarize`).

@@ -30,6 +30,7 @@ from service.errors import (
     RequestTimedOut,
     UnknownTask,
     UnsupportedLanguage,
+    mapped,
 )
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def error_response(path: str, status: int, code: str, message: str,
 def _status(error: NewsMTError, libretranslate_route: bool) -> int:
     if libretranslate_route and isinstance(error, LIBRETRANSLATE_BAD_REQUEST):
         return 400
-    return next((NATIVE_STATUS[c] for c in type(error).__mro__ if c in NATIVE_STATUS), 500)
+    return mapped(NATIVE_STATUS, error, 500)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
