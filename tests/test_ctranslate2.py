@@ -79,7 +79,7 @@ def test_pipeline_on_ctranslate2_translates_every_seed(
     assert {r.detected_language for r in results} == {"ar", "he"}
     for result in results:
         assert result.translation and not ARABIC_OR_HEBREW.search(result.translation)
-        assert all(m["backend"] == "ctranslate2-int8-cpu" for m in result.models)
+        assert all(m.backend == "ctranslate2-int8-cpu" for m in result.models)
     assert {row["backend"] for row in pipeline.manager.loaded()} == {"ctranslate2-int8-cpu"}
     assert batches.total >= sum(r.segments for r in results)
 
