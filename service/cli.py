@@ -1,7 +1,8 @@
 """`newsmt` command line: thin calls into the pipeline, the model store and the cache.
 
 Typer because it derives the interface (help, types, completion) from type hints, so commands stay short and
-documented. Exit codes: 0 success, 1 some articles failed or an operation failed, 2 bad usage or input.
+documented. Exit codes: 0 success, 1 some articles failed or an operation failed, 2 bad usage or input; domain
+errors get theirs from `EXIT_CODES`, as the HTTP routes get statuses from one table.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from service.bulk.run import discover, translate_tree
 from service.cache.segment_cache import SegmentCache
 from service.config import TASKS, Ct2Quantization, Settings
 from service.engines.manager import ModelManager
-from service.errors import NewsMTError
+from service.errors import InvalidInput, NewsMTError, UnknownTask, UnsupportedLanguage, mapped
 from service.pipeline.summarize import METHODS, STRATEGIES, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions
 from service.pipeline.translate import SOURCE_CHOICES, Pipeline
 from service.store.convert import convert_model
@@ -33,9 +34,22 @@ app.add_typer(models_app, name="models")
 app.add_typer(cache_app, name="cache")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+EXIT_FAILED, EXIT_USAGE = 1, 2
+#: Exit status per domain error (the most specific class in an error's MRO wins); any other is EXIT_FAILED.
+EXIT_CODES: dict[type[NewsMTError], int] = {
+    InvalidInput: EXIT_USAGE,
+    UnsupportedLanguage: EXIT_USAGE,
+    UnknownTask: EXIT_USAGE,
+}
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
+
+
+def _failed(error: NewsMTError) -> typer.Exit:
+    return _fail(str(error), mapped(EXIT_CODES, error, EXIT_FAILED))
 
 
 def _settings() -> Settings:
@@ -103,14 +117,14 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
     `summary` (SummaryOptions overrides) switches summaries on."""
     settings = _settings()
     if source not in SOURCE_CHOICES:
-        raise _fail(f"--source must be one of {', '.join(SOURCE_CHOICES)}", 2)
+        raise _fail(f"--source must be one of {', '.join(SOURCE_CHOICES)}", EXIT_USAGE)
     try:
         sources = discover(paths)
         options = SummaryOptions.from_settings(settings, **summary) if summary is not None else None
     except NewsMTError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise _failed(exc) from exc
     if not sources:
-        raise _fail(f"no *.txt, *.md or *.jsonl articles under {', '.join(map(str, paths))}", 2)
+        raise _fail(f"no *.txt, *.md or *.jsonl articles under {', '.join(map(str, paths))}", EXIT_USAGE)
     cache = SegmentCache.from_settings(settings)
     manager = ModelManager(settings)
     pipeline = Pipeline(settings, manager, cache)
@@ -137,7 +151,7 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
     if report.failed:
         for line in dict.fromkeys(report.errors):
             typer.secho(f"failed: {line}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -186,7 +200,7 @@ def models_pull(
         try:
             path = store.pull(target, revision)
         except NewsMTError as exc:
-            raise _fail(str(exc)) from exc
+            raise _failed(exc) from exc
         typer.echo(f"installed {target} at {path}")
 
 
@@ -199,7 +213,7 @@ def models_import(
     try:
         found = ModelStore(_settings()).import_dir(task, directory)
     except NewsMTError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise _failed(exc) from exc
     typer.echo(f"imported {found.path} for {task} (revision {found.revision})")
 
 
@@ -214,13 +228,13 @@ def models_convert(
     settings = _settings()
     quantization = quantization or settings.ct2_quantization
     if quantization not in get_args(Ct2Quantization):
-        raise _fail(f"--quantization must be one of {', '.join(get_args(Ct2Quantization))}", 2)
+        raise _fail(f"--quantization must be one of {', '.join(get_args(Ct2Quantization))}", EXIT_USAGE)
     try:
         resolved = ModelStore(settings).resolve(task)
         converted = convert_model(settings.models_dir, resolved, quantization,
                                   allow_pickle_weights=settings.allow_pickle_weights)
     except NewsMTError as exc:
-        raise _fail(str(exc)) from exc
+        raise _failed(exc) from exc
     typer.echo(f"converted {resolved.model_id} (revision {resolved.revision}) for {task} to CTranslate2 "
                f"{quantization} at {converted.path}")
 

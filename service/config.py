@@ -23,6 +23,8 @@ CudaDtype = Literal["float16", "bfloat16", "float32"]
 #: Languages a translation task exists for; English is passed through untranslated.
 SOURCE_LANGUAGES: tuple[str, ...] = ("ar", "he")
 TARGET_LANGUAGE = "en"
+#: English names of every language newsmt reads or writes, for people (the web page, reports, /languages).
+LANGUAGE_NAMES = {"ar": "Arabic", "he": "Hebrew", "en": "English"}
 
 
 #: The abstractive summarizer's task name (`newsmt models pull summarize`).
@@ -109,6 +111,10 @@ class Settings(BaseSettings):
     he_en_revision: str = Field("main", description="Hub revision (branch, tag or commit) for he_en_model.")
 
     batch_size: int = Field(16, ge=1, description="Segments per inference batch.")
+    model_idle_unload_seconds: float | None = Field(
+        None, gt=0, description="The server unloads a model no batch has used for this long (it loads again on the "
+        "next request that needs it). Unset: models stay loaded until unloaded explicitly.",
+    )
     beam_size: int = Field(4, ge=1, le=16, description="Beam width for translation.")
     max_input_tokens: int = Field(
         256, ge=8, description="Longest segment sent to a model; longer sentences are split, never truncated."
@@ -160,13 +166,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(8 * 1024**2, ge=1, description="Largest accepted HTTP request body (413).")
     max_texts_per_request: int = Field(64, ge=1, description="Most texts in one HTTP request (413).")
     max_inflight_requests: int = Field(
-        16, ge=1, description="Translations the server runs or queues at once; more are refused with 429 "
-        "(identical concurrent requests share one and count once).",
+        16, ge=1, description="Translations and summaries the server runs or queues at once; more are refused "
+        "with 429 (identical concurrent requests share one and count once).",
     )
     overload_retry_after_seconds: int = Field(2, ge=1, description="Retry-After sent with a 429 when overloaded.")
     request_timeout_seconds: float = Field(
-        300.0, gt=0, description="Per-request time limit (504); the translation finishes in the background and "
-        "a retry is served from the cache.",
+        300.0, gt=0, description="Per-request time limit (504); the translation or summary finishes in the "
+        "background and a retry is served from the cache.",
     )
     rate_limit_per_minute: int = Field(
         0, ge=0, description="Requests per minute allowed to each API key (to each client address when no keys are "

@@ -3,6 +3,8 @@ once, at the edges, so that the core never knows which surface it is serving."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class NewsMTError(Exception):
     """Base class; `code` is a stable machine-readable name used by the HTTP error body and results.jsonl."""
@@ -75,7 +77,7 @@ class InvalidApiKey(NewsMTError):
 
 
 class Overloaded(NewsMTError):
-    """Too many translations in flight; the client should retry after `retry_after` seconds."""
+    """Too many translations or summaries in flight; the client should retry after `retry_after` seconds."""
 
     code = "overloaded"
 
@@ -103,3 +105,9 @@ class ItemFailed(NewsMTError):
         self.error = error
         self.code = error.code
         super().__init__(f"{field}[{index}]: {error}")
+
+
+def mapped(table: Mapping[type[NewsMTError], int], error: NewsMTError, default: int) -> int:
+    """What an edge's table (HTTP statuses, CLI exit codes) says for `error`: the entry of the most specific class
+    in its MRO, so a subclass inherits its parent's mapping unless the table names it."""
+    return next((table[c] for c in type(error).__mro__ if c in table), default)

@@ -97,15 +97,17 @@ def settings(tmp_path: Path, tiny_models: dict[str, Path]) -> Settings:
 
 
 class BatchLog:
-    """Records every inference batch the pipeline sends to an engine (via its metrics hook)."""
+    """Records every inference batch the model manager's batcher sends to an engine (via its metrics hook)."""
 
     def __init__(self) -> None:
         self.segments: Counter[str] = Counter()
         self.batches = 0
+        self.log: list[tuple[str, int, int]] = []  # (task, texts, source tokens) of each batch, in order
 
     def __call__(self, task: str, segments: int, tokens: int) -> None:
         self.segments[task] += segments
         self.batches += 1
+        self.log.append((task, segments, tokens))
 
     @property
     def total(self) -> int:
@@ -115,7 +117,7 @@ class BatchLog:
 def make_pipeline(settings: Settings) -> tuple[Pipeline, BatchLog]:
     log = BatchLog()
     cache = SegmentCache.from_settings(settings)
-    return Pipeline(settings, ModelManager(settings), cache, on_batch=log), log
+    return Pipeline(settings, ModelManager(settings, on_batch=log), cache), log
 
 
 def seed(name: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from service.cli import EXIT_CODES, EXIT_FAILED, EXIT_USAGE
 from service.config import Settings
+from service.errors import EmptyText, ModelNotInstalled, UnknownTask, mapped
 from tests.conftest import SEEDS, env_for, settings_for
 
 SEED_IDS = sorted(p.stem for p in SEEDS.glob("*.txt"))
@@ -128,16 +129,25 @@ def test_models_import_then_translate_and_cache_clear(tmp_path: Path, tiny_model
     listing = json.loads(newsmt(["models", "list", "--json"], settings).stdout)
     translation = [row for row in listing if row["task"].startswith("translate:")]
     assert len(translation) == 2 and all(row["installed"] and row["origin"] == "imported" for row in translation)
-    assert newsmt(["translate", str(SEEDS / f"{SEED_IDS[0]}.txt"), "--out", str(tmp_path / "o")],
-                  settings).returncode == 0
+    assert newsmt(["translate", str(SEEDS / f"{SEED_IDS[0]}.txt"), "--out", "o"], settings,
+                  cwd=tmp_path).returncode == 0
+    assert (tmp_path / "o" / "results.jsonl").exists()  # a relative --out is relative to the working directory
     cleared = newsmt(["cache", "clear"], settings)
     assert cleared.returncode == 0 and "removed" in cleared.stdout
     assert json.loads(newsmt(["cache", "stats", "--json"], settings).stdout)["entries"] == 0
 
 
 @pytest.mark.parametrize("args", [["translate", "does-not-exist", "--out", "x"],
-                                  ["translate", "seeds", "--out", "x", "--source", "fr"]])
-def test_usage_errors_exit_2(settings: Settings, args: list[str], tmp_path: Path) -> None:
-    result = newsmt(args, settings, cwd=str(Path(__file__).resolve().parent.parent))
+                                  ["translate", str(SEEDS), "--out", "x", "--source", "fr"]])
+def test_usage_errors_exit_2_and_write_nothing(settings: Settings, args: list[str], tmp_path: Path) -> None:
+    # Run where the relative --out would land (a good run does create it there: see the import test below).
+    result = newsmt(args, settings, cwd=tmp_path)
     assert result.returncode == 2 and "error:" in result.stderr
-    assert not os.path.exists(tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_exit_codes_come_from_one_table() -> None:
+    assert mapped(EXIT_CODES, EmptyText("text is empty"), EXIT_FAILED) == EXIT_USAGE  # an InvalidInput
+    assert mapped(EXIT_CODES, UnknownTask("translate:fr-en"), EXIT_FAILED) == EXIT_USAGE
+    missing = ModelNotInstalled("translate:ar-en", "x", "newsmt models pull translate:ar-en")
+    assert mapped(EXIT_CODES, missing, EXIT_FAILED) == EXIT_FAILED

@@ -63,8 +63,8 @@ def test_convert_command_writes_a_copy_that_auto_then_runs(tmp_path: Path, tiny_
     assert pipeline.manager.variant(HE) == "transformers-float32-cpu"
     ar, he = pipeline.translate([seed("001"), seed("000")])
     assert ar.ok and he.ok, (ar.error, he.error)
-    assert ar.models[0]["backend"] == "ctranslate2-int8-cpu" and he.models[0]["backend"] == "transformers-float32-cpu"
-    assert pipeline.manager.engine(AR).backend == pipeline.manager.variant(AR)  # loaded engine agrees with the key
+    assert ar.models[0].backend == "ctranslate2-int8-cpu" and he.models[0].backend == "transformers-float32-cpu"
+    assert pipeline.manager.load(AR)["backend"] == pipeline.manager.variant(AR)  # loaded engine agrees with the key
     assert not ARABIC_OR_HEBREW.search(ar.translation or "") and batches.segments[AR] >= ar.segments
 
 
@@ -79,7 +79,7 @@ def test_pipeline_on_ctranslate2_translates_every_seed(
     assert {r.detected_language for r in results} == {"ar", "he"}
     for result in results:
         assert result.translation and not ARABIC_OR_HEBREW.search(result.translation)
-        assert all(m["backend"] == "ctranslate2-int8-cpu" for m in result.models)
+        assert all(m.backend == "ctranslate2-int8-cpu" for m in result.models)
     assert {row["backend"] for row in pipeline.manager.loaded()} == {"ctranslate2-int8-cpu"}
     assert batches.total >= sum(r.segments for r in results)
 
@@ -111,7 +111,7 @@ def test_backends_never_share_cache_entries(
     on_torch, _ = make_pipeline(settings_for(tmp_path, tiny_models, backend="transformers",
                                              models_dir=converted_root))
     [cold] = on_torch.translate([text])
-    assert cold.ok and cold.models[0]["backend"] == "transformers-float32-cpu"  # never the copy, even when present
+    assert cold.ok and cold.models[0].backend == "transformers-float32-cpu"  # never the copy, even when present
     on_ct2, batches = make_pipeline(settings_for(tmp_path, tiny_models, backend="ctranslate2",
                                                  models_dir=converted_root))
     [other] = on_ct2.translate([text])
@@ -181,7 +181,7 @@ def test_a_copy_stored_in_16_bit_names_its_cpu_compute_type(tmp_path: Path, tiny
     before = pipeline.manager.variant(AR)
     assert before == "ctranslate2-float16-as-float32-cpu"
     [result] = pipeline.translate([seed("004")])
-    assert result.ok and pipeline.manager.engine(AR).backend == before
+    assert result.ok and pipeline.manager.load(AR)["backend"] == before
 
 
 def test_torch_dynamic_int8(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
@@ -190,9 +190,9 @@ def test_torch_dynamic_int8(tmp_path: Path, tiny_models: dict[str, Path]) -> Non
     int8, batches = make_pipeline(settings_for(tmp_path, tiny_models, backend="transformers", torch_int8=True))
     assert int8.manager.variant(AR) == "transformers-int8-cpu"
     [result] = int8.translate([seed("004")])
-    assert result.ok and result.models[0]["backend"] == "transformers-int8-cpu"
+    assert result.ok and result.models[0].backend == "transformers-int8-cpu"
     assert result.cache_hits == 0 and batches.total >= result.segments  # fp32 entries are not reused
     assert result.translation and not ARABIC_OR_HEBREW.search(result.translation)
-    engine, full = int8.manager.engine(AR), fp32.manager.engine(AR)
-    assert engine.backend == "transformers-int8-cpu" and engine.memory_bytes() < full.memory_bytes()
+    engine, full = int8.manager.load(AR), fp32.manager.load(AR)
+    assert engine["backend"] == "transformers-int8-cpu" and engine["memory_bytes"] < full["memory_bytes"]
     assert reference.ok

@@ -40,8 +40,8 @@ def test_import_registers_a_directory_and_the_manager_loads_it(tmp_path: Path, t
     assert store.resolve("translate:he-en").path == tiny_models["he"].resolve()
     assert json.loads((tmp_path / "models" / "imported.json").read_text())["translate:he-en"] == str(
         tiny_models["he"].resolve())
-    engine = ModelManager(settings).engine("translate:he-en")
-    assert engine.generate(["שלום לכולם"], _gen())[0]
+    with ModelManager(settings).lease("translate:he-en") as engine:
+        assert engine.generate(["שלום לכולם"], _gen())[0]
     # An explicitly configured model wins over the imported one.
     explicit = _bare_settings(tmp_path, he_en_model=str(tiny_models["ar"]))
     assert ModelStore(explicit).resolve("translate:he-en").origin == "local"
@@ -79,8 +79,8 @@ def test_broken_weights_are_a_clear_load_error(tmp_path: Path, tiny_models: dict
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
     manager = ModelManager(_bare_settings(tmp_path, ar_en_model=str(broken), he_en_model=str(tiny_models["he"])))
     with pytest.raises(ModelLoadError, match=r"cannot load model from .*broken"):
-        manager.engine("translate:ar-en")
-    assert manager.engine("translate:he-en") is not None  # the other task still works
+        manager.load("translate:ar-en")
+    assert manager.load("translate:he-en")["task"] == "translate:he-en"  # the other task still works
 
 
 class _FakeHub:
@@ -142,7 +142,8 @@ def test_pull_converts_legacy_pickle_weights_to_safetensors(
     settings = _bare_settings(tmp_path)
     dest = ModelStore(settings).pull("translate:ar-en")
     assert (dest / "model.safetensors").exists() and not (dest / "pytorch_model.bin").exists()
-    assert ModelManager(settings).engine("translate:ar-en").generate(["مرحبا بكم"], _gen())[0]
+    with ModelManager(settings).lease("translate:ar-en") as engine:
+        assert engine.generate(["مرحبا بكم"], _gen())[0]
 
 
 def test_pull_without_hub_access_fails_clearly(tmp_path: Path) -> None:

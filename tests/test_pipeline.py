@@ -33,7 +33,7 @@ def test_arabic_article_translated_with_structure_and_metadata(settings: Setting
     assert all(p.translation.strip() for p in result.paragraphs)
     assert result.segments == sum(len(split_sentences(p, "ar")) for p in doc.paragraphs)
     assert (result.cache_hits, result.cache_misses) == (0, result.segments)
-    assert result.models[0]["task"] == "translate:ar-en" and result.models[0]["revision"].startswith("sha256:")
+    assert result.models[0].task == "translate:ar-en" and result.models[0].revision.startswith("sha256:")
     assert batches.segments["translate:ar-en"] > 0
     assert pipeline.manager.load_count == 1
 
@@ -106,7 +106,7 @@ def test_explicit_source_overrides_detection(settings: Settings) -> None:
     pipeline, _ = make_pipeline(settings)
     [result] = pipeline.translate([PERSIAN], source="ar")
     assert result.ok and result.detected_language == "ar"
-    assert result.models[0]["task"] == "translate:ar-en"
+    assert result.models[0].task == "translate:ar-en"
 
 
 def test_bad_inputs_fail_alone(settings: Settings) -> None:
@@ -146,7 +146,8 @@ def test_concurrent_first_use_loads_once(settings: Settings) -> None:
 
     def use() -> None:
         barrier.wait()
-        engines.append(pipeline.manager.engine("translate:ar-en"))
+        with pipeline.manager.lease("translate:ar-en") as engine:
+            engines.append(engine)
 
     threads = [threading.Thread(target=use) for _ in range(8)]
     for t in threads:

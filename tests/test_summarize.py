@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from service.config import Settings
+from service.cache.segment_cache import SegmentCache
+from service.config import SUMMARIZE_TASK, Settings
+from service.engines.manager import ModelManager
 from service.errors import InvalidInput, ModelNotInstalled
 from service.pipeline.extractive import word_count
 from service.pipeline.summarize import ELLIPSIS, Summarizer, SummaryOptions
+from service.pipeline.translate import Pipeline
 from service.testing.tiny_models import MAX_POSITIONS, english_corpus
-from tests.conftest import SEEDS, BatchLog, make_pipeline, seed, settings_for
+from tests.conftest import SEEDS, BatchLog, seed, settings_for
 from tests.test_cli import SEED_IDS, newsmt, records
 
 INSTALL_HINT = "newsmt models pull summarize"
@@ -26,9 +29,13 @@ SHORT_ENGLISH = "The minister met his counterpart in Moscow on Monday.\n\nBoth s
 def summarizer_for(settings: Settings) -> tuple[Summarizer, BatchLog, BatchLog]:
     """A summarizer over a fresh pipeline (as a new process would build it), with its translation and
     summarization batches recorded."""
-    pipeline, translations = make_pipeline(settings)
-    summaries = BatchLog()
-    return Summarizer(pipeline, on_batch=summaries), translations, summaries
+    translations, summaries = BatchLog(), BatchLog()
+
+    def on_batch(task: str, segments: int, tokens: int) -> None:
+        (summaries if task == SUMMARIZE_TASK else translations)(task, segments, tokens)
+
+    manager = ModelManager(settings, on_batch=on_batch)
+    return Summarizer(Pipeline(settings, manager, SegmentCache.from_settings(settings))), translations, summaries
 
 
 @pytest.fixture
@@ -70,6 +77,19 @@ def test_input_longer_than_the_window_is_summarized_map_reduce(with_bart: Settin
     assert result.chunked and result.chunks >= math.ceil(tokens / MAX_POSITIONS)
     assert summaries.total > result.chunks  # every chunk, then the summary of their summaries
     assert result.summary and word_count(result.summary) <= with_bart.summary_max_words
+
+
+def test_summary_batches_go_through_the_shared_batcher_and_obey_its_token_budget(
+    tmp_path: Path, tiny_models: dict[str, Path], tiny_bart: Path
+) -> None:
+    budget = 2 * MAX_POSITIONS  # two full windows: a map round of four or more chunks needs two batches or more
+    settings = settings_for(tmp_path, tiny_models, summary_model=str(tiny_bart), summary_beam_size=1,
+                            batch_max_tokens=budget)
+    summarizer, _, summaries = summarizer_for(settings)
+    [result] = summarizer.summarize([" ".join(english_corpus())], source="en")
+    assert result.ok and result.chunks >= 4, result.error
+    assert summaries.batches >= 3  # with the default budget: one batch for the chunks, one for the final summary
+    assert all(texts == 1 or tokens <= budget for _, texts, tokens in summaries.log)
 
 
 def test_one_sentence_longer_than_the_window_is_split_not_truncated(with_bart: Settings) -> None:

@@ -1,6 +1,6 @@
 """The HTTP service: `create_app(settings)` builds a FastAPI app whose lifespan owns the cache, the model manager and
-the pipeline; routes are thin shells over `ServiceState.translate`. Error mapping lives in `errors.py`, middleware
-in `middleware.py`, wire schemas in `schemas.py`.
+the pipeline; routes are thin shells over `ServiceState.translate` and `ServiceState.summarize`. Error mapping lives in
+`errors.py`, middleware in `middleware.py`, wire schemas in `schemas.py`.
 
 `uvicorn --factory service.api.app:create_app` (what `newsmt serve` runs) calls it without arguments: settings then
 come from NEWSMT_* variables.
@@ -8,6 +8,7 @@ come from NEWSMT_* variables.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -82,8 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cache = SegmentCache.from_settings(settings)
-        manager = ModelManager(settings, on_load=metrics.on_load)
-        pipeline = Pipeline(settings, manager, cache, on_batch=metrics.on_batch)
+        manager = ModelManager(settings, on_load=metrics.on_load, on_batch=metrics.on_batch)
+        pipeline = Pipeline(settings, manager, cache)
         state = app.state.service = ServiceState(settings, manager, cache, pipeline, metrics)
         # Resolves (and fingerprints, for a local model) every translation model now, in a thread, so the cache
         # lookups the event loop makes for each request never hash model files.
@@ -92,9 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Frozen, the garbage collector stops rescanning it: a full collection under load otherwise stalls every
         # request for ~250 ms, which is what a cached request's p99 latency showed.
         gc.freeze()
+        idle_unloader = asyncio.create_task(state.unload_idle_models())
         try:
             yield
         finally:
+            idle_unloader.cancel()
             state.close()
 
     app = FastAPI(title="newsmt", description=DESCRIPTION, lifespan=lifespan)

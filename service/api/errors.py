@@ -30,6 +30,7 @@ from service.errors import (
     RequestTimedOut,
     UnknownTask,
     UnsupportedLanguage,
+    mapped,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ _ERROR_MEANINGS = {
     404: "No such task.",
     413: "The body, a text or the number of texts is over a limit; the message names the setting.",
     422: "Malformed or invalid request, empty text, or unsupported language.",
-    429: "Too many translations in flight, or this caller's rate limit is used up; see Retry-After.",
+    429: "Too many translations or summaries in flight, or this caller's rate limit is used up; see Retry-After.",
     503: "The model is not installed (the message names the install command) or cannot be loaded.",
     504: "Slower than NEWSMT_REQUEST_TIMEOUT_SECONDS; the work finishes in the background.",
 }
@@ -92,7 +93,7 @@ def error_response(path: str, status: int, code: str, message: str,
 def _status(error: NewsMTError, libretranslate_route: bool) -> int:
     if libretranslate_route and isinstance(error, LIBRETRANSLATE_BAD_REQUEST):
         return 400
-    return next((NATIVE_STATUS[c] for c in type(error).__mro__ if c in NATIVE_STATUS), 500)
+    return mapped(NATIVE_STATUS, error, 500)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

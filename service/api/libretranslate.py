@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import State, admit
 from service.api.schemas import ARABIC_EXAMPLE, HEBREW_EXAMPLE, DetectedLanguage, Language, LibreTranslation
-from service.config import SOURCE_LANGUAGES, TARGET_LANGUAGE
+from service.config import LANGUAGE_NAMES, SOURCE_LANGUAGES, TARGET_LANGUAGE
 from service.errors import EmptyText, InvalidInput, UnsupportedLanguage
 from service.pipeline.translate import SOURCE_CHOICES
 from service.serving.state import ServiceState, raise_first_error
@@ -30,7 +30,6 @@ router = APIRouter(tags=["LibreTranslate-compatible"])
 
 #: Paths whose errors use LibreTranslate's shape and status codes (see app.error_response).
 LIBRETRANSLATE_PATHS = frozenset({"/translate", "/detect", "/languages"})
-LANGUAGE_NAMES = {"ar": "Arabic", "he": "Hebrew", "en": "English"}
 FORMATS = ("text", "html")
 _SUPPORTED = (*SOURCE_LANGUAGES, TARGET_LANGUAGE)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Body
@@ -41,6 +42,13 @@ router = APIRouter(prefix="/v1", tags=["translate"])
 
 
 
+def usage(articles: Sequence[ArticleResult], started: float) -> Usage:
+    """The `usage` block of every translating route: the articles' translation work and the request's time."""
+    return Usage(segments=sum(a.segments for a in articles), cache_hits=sum(a.cache_hits for a in articles),
+                 cache_misses=sum(a.cache_misses for a in articles),
+                 elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
 def translation_body(result: ArticleResult, with_paragraphs: bool) -> Translation:
     item = Translation(
         translation=result.translation or "",
@@ -49,7 +57,7 @@ def translation_body(result: ArticleResult, with_paragraphs: bool) -> Translatio
         source_url=result.source_url,
         segments=result.segments,
         cached_segments=result.cache_hits,
-        models=[ModelRef(**m) for m in result.models],
+        models=[ModelRef.model_validate(m) for m in result.models],
     )
     if with_paragraphs:
         item.paragraphs = [Paragraph(source=p.source, translation=p.translation, language=p.language)
@@ -75,12 +83,5 @@ async def translate(
     state.check_request_size(texts, field_name)
     results = await state.translate(texts, request.source, request.options.beam_size)
     raise_first_error(results, field_name)
-    return TranslateResponse(
-        results=[translation_body(r, request.options.return_segments) for r in results],
-        usage=Usage(
-            segments=sum(r.segments for r in results),
-            cache_hits=sum(r.cache_hits for r in results),
-            cache_misses=sum(r.cache_misses for r in results),
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
-        ),
-    )
+    return TranslateResponse(results=[translation_body(r, request.options.return_segments) for r in results],
+                             usage=usage(results, started))

@@ -68,13 +68,12 @@ def list_models(state: Admitted) -> list[dict[str, Any]]:
                                                 503: {"description": "Model not installed or broken."}})
 def load_model(task: str, state: Admitted) -> dict[str, Any]:
     """Load a task's model now rather than on its first request (e.g. to warm up after a deploy)."""
-    state.manager.engine(task)
-    return next(m for m in state.manager.loaded() if m["task"] == task)
+    return state.manager.load(task)
 
 
 @admin.post("/models/{task}/unload", responses={404: {"description": "Not a task name."}})
 def unload_model(task: str, state: Admitted) -> dict[str, Any]:
-    """Free a task's model; the next request that needs it loads it again."""
+    """Free a task's model once the batches using it are done; the next batch that needs it loads it again."""
     return {"task": task, "unloaded": state.manager.unload(task)}
 
 

@@ -57,6 +57,8 @@ class TranslateRequest(BaseModel):
 
 
 class ModelRef(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from the pipeline's own ModelRef
+
     task: str
     model_id: str
     revision: str

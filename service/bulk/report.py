@@ -22,11 +22,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from service.bulk.stats import BulkSummary
+from service.config import LANGUAGE_NAMES
 from service.pipeline.translate import ParagraphResult
 
 #: Written right to left. Only these of the languages the pipeline reports (ar, he, en) need it.
 RTL_LANGUAGES = frozenset({"ar", "he"})
-LANGUAGE_NAMES = {"ar": "Arabic", "he": "Hebrew", "en": "English"}
 
 
 def text_direction(language: str | None) -> str:

@@ -1,6 +1,6 @@
 """Bulk translation of files and folders: discovery, per-article output files, results.jsonl.
 
-Output files are written atomically (temp file + fsync + rename), so a run killed at any point leaves every
+Output files are written atomically (`service.files.write_atomic`), so a run killed at any point leaves every
 `NAME.en.txt` either complete or absent. A rerun goes through the same pipeline, whose article and segment caches
 make finished work free: nothing is lost and no segment is translated twice.
 """
@@ -8,12 +8,10 @@ make finished work free: nothing is lost and no segment is translated twice.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +20,16 @@ from tqdm import tqdm
 from service.bulk.report import ReportArticle, render_report
 from service.bulk.stats import BulkSummary
 from service.errors import InvalidInput, NewsMTError
+from service.files import TEMP_NAME, TEMP_SUFFIX, write_atomic
 from service.pipeline.summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
 from service.pipeline.translate import ArticleResult, ParagraphResult, Pipeline
 
 INPUT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIX = ".jsonl"
 RESULTS_FILE = "results.jsonl"
-OUTPUT_MODE = 0o644
 TRANSLATION_SUFFIX = ".en.txt"
 SUMMARY_SUFFIX = ".summary.txt"
 _UNSAFE = re.compile(r"[^\w.-]+")
-_TEMP_SUFFIX = ".tmp"
-#: write_atomic's temp names: tempfile.mkstemp puts 8 characters of [a-z0-9_] between prefix and suffix.
-_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -108,30 +103,13 @@ def _jsonl_articles(file: Path, stem: str) -> Iterator[ArticleSource]:
             yield ArticleSource(f"{stem}/{article}", file, f"{stem}/{article}{TRANSLATION_SUFFIX}", text, number)
 
 
-def write_atomic(path: Path, content: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename: readers see old or new, never half. The temp
-    file is `.NAME.XXXXXXXX.tmp`, never the final name, so a kill mid-write leaves no partial output behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
-    try:
-        os.fchmod(fd, OUTPUT_MODE)  # mkstemp creates 0600; outputs are ordinary shareable files
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def remove_stale_temp_files(folder: Path, name: str = "*", *, recursive: bool = True) -> None:
     """Delete the temp files a killed run left in `folder` for outputs matching `name`, so they never pile up;
     finished outputs are never touched. Two runs writing into one folder at once are not supported anyway (the
     second's results.jsonl would replace the first's)."""
-    pattern = f".{name}.*{_TEMP_SUFFIX}"
+    pattern = f".{name}.*{TEMP_SUFFIX}"
     for path in list(folder.rglob(pattern) if recursive else folder.glob(pattern)):
-        if path.is_file() and _TEMP_NAME.match(path.name):
+        if path.is_file() and TEMP_NAME.match(path.name):
             path.unlink(missing_ok=True)
 
 
@@ -152,7 +130,7 @@ def result_record(src: ArticleSource, result: ArticleResult, output: str | None)
         "segments": result.segments,
         "cache_hits": result.cache_hits,
         "cache_misses": result.cache_misses,
-        "models": result.models,
+        "models": [asdict(m) for m in result.models],
         "elapsed_ms": result.elapsed_ms,
     }
     if result.error is not None:

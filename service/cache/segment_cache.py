@@ -67,16 +67,17 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 _KEY_AND_SLOT_BYTES = 200
 
 
-def cache_key(kind: str, task: str, model_id: str, revision: str, settings: Mapping[str, Any], text: str) -> str:
-    """Stable key for one cached output. JSON with sorted keys makes the digest independent of dict order."""
-    payload = json.dumps(
-        [CACHE_SCHEMA_VERSION, kind, task, model_id, revision, dict(settings), text],
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+def digest(value: object) -> str:
+    """The one digest of the project's keys (cache entries and in-flight work alike): sha256 over canonical JSON of
+    `value`, whose sorted keys make it independent of dict order, so equal inputs give equal keys."""
+    payload = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     # surrogatepass: a key over text holding a lone surrogate (which the pipeline then refuses) must not crash.
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def cache_key(kind: str, task: str, model_id: str, revision: str, settings: Mapping[str, Any], text: str) -> str:
+    """Stable key for one cached output."""
+    return digest([CACHE_SCHEMA_VERSION, kind, task, model_id, revision, dict(settings), text])
 
 
 def _entry_bytes(value: str) -> int:

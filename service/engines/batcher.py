@@ -1,11 +1,13 @@
-"""Dynamic batching across concurrent pipeline calls: many requests, one engine, shared batches.
+"""Dynamic batching across concurrent model calls: many requests, one engine, shared batches.
 
-The HTTP server runs each request's `Pipeline.translate` in its own thread. Alone, each request would send its few
-cache misses to the engine as a small batch of its own and the requests would queue on the engine one after
-another. Here every in-flight request puts its pieces into one queue per (engine, generation settings); whichever
-caller finds that engine idle leads: it takes a batch from the queue, runs it, and hands each output back to the
-request it came from, then the next idle caller leads. There is no background thread to start or stop, and a lone
-caller (the bulk CLI) leads every batch itself over its own pieces, shortest first, as it always did.
+The HTTP server runs each request's translation or summary in its own thread. Alone, each request would send its
+few cache misses to the engine as a small batch of its own and the requests would queue on the engine one after
+another. Here every in-flight request puts its pieces into one queue per (task, generation settings); whichever
+caller finds that engine idle leads: it borrows the engine for one batch (`lease`), takes a batch from the queue,
+runs it, and hands each output back to the request it came from, then the next idle caller leads. Translation and
+summarization use the same batcher (the model manager owns it), so summaries obey the same budgets and fairness.
+There is no background thread to start or stop, and a lone caller (the bulk CLI) leads every batch itself over its
+own pieces, shortest first, as it always did.
 
 Forming a batch:
 - budget: at most `max_batch` distinct texts and `max_tokens` padded tokens (texts x longest);
@@ -27,13 +29,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from service.engines.base import Engine, GenerationSettings
 
 #: Metrics hook: (task, texts in the batch, their source tokens).
 BatchHook = Callable[[str, int, int], None]
+#: Lends a task's engine for one block (`ModelManager.lease`).
+Lease = Callable[[str], AbstractContextManager[Engine]]
 
 
 @dataclass(eq=False)
@@ -56,7 +60,7 @@ class _Request:
 
 @dataclass(eq=False)
 class _Group:
-    """Requests waiting for one engine with one set of generation settings."""
+    """Requests waiting for one task's engine with one set of generation settings."""
 
     task: str
     requests: deque[_Request] = field(default_factory=deque)  # those with pieces not yet taken, in turn order
@@ -64,12 +68,14 @@ class _Group:
 
 
 class DynamicBatcher:
-    def __init__(self, max_batch: int, max_tokens: int, max_wait_seconds: float, on_batch: BatchHook | None = None):
+    def __init__(self, lease: Lease, max_batch: int, max_tokens: int, max_wait_seconds: float,
+                 on_batch: BatchHook | None = None):
+        self._lease = lease
         self.max_batch = max_batch
         self.max_tokens = max_tokens
         self.max_wait = max_wait_seconds
         self._on_batch = on_batch
-        self._groups: dict[tuple[Engine, GenerationSettings], _Group] = {}
+        self._groups: dict[tuple[str, GenerationSettings], _Group] = {}
         self._cond = threading.Condition()
         self._arriving = 0  # callers inside `arriving()` that have not queued their pieces yet
         self._announced = threading.local()  # whether this thread's `arriving()` still counts in `_arriving`
@@ -95,14 +101,15 @@ class DynamicBatcher:
             self._announced.value = False
             self._arriving -= 1
 
-    def generate(self, task: str, engine: Engine, texts: list[str], gen: GenerationSettings) -> list[str]:
-        """`engine.generate(texts, gen)`, in batches shared with whatever else is running concurrently."""
+    def generate(self, task: str, texts: list[str], gen: GenerationSettings) -> list[str]:
+        """The task's engine's `generate(texts, gen)`, in batches shared with whatever else runs concurrently."""
         if not texts:
             return []
-        tokens = engine.count_tokens(texts)
+        with self._lease(task) as engine:
+            tokens = engine.count_tokens(texts)
         request = _Request(texts, tokens, time.monotonic(), order=sorted(range(len(texts)), key=tokens.__getitem__),
                            outputs=[""] * len(texts), remaining=len(texts))
-        key = (engine, gen)
+        key = (task, gen)
         with self._cond:
             group = self._groups.setdefault(key, _Group(task))
             group.requests.append(request)
@@ -117,7 +124,7 @@ class DynamicBatcher:
                 group.busy = True
                 self._wait_for_company(group)
                 batch = self._take(group)
-            self._run(key, group, engine, gen, batch)
+            self._run(key, group, gen, batch)
         if request.error is not None:
             raise request.error
         return request.outputs
@@ -155,14 +162,16 @@ class DynamicBatcher:
         group.requests.extendleft(reversed(skipped))
         return slots
 
-    def _run(self, key: tuple[Engine, GenerationSettings], group: _Group, engine: Engine, gen: GenerationSettings,
+    def _run(self, key: tuple[str, GenerationSettings], group: _Group, gen: GenerationSettings,
              batch: dict[str, list[tuple[_Request, int]]]) -> None:
-        """Run one batch outside the lock, then deliver its outputs (or its error) and hand the engine over.
-        Delivery always happens, whatever the engine raises, so no waiting request is ever left hanging."""
+        """Run one batch outside the lock on a leased engine, then deliver its outputs (or its error, a failed
+        reload included) and hand the engine over. Delivery always happens, whatever the engine raises, so no
+        waiting request is ever left hanging."""
         tokens = {text: waiters[0][0].tokens[waiters[0][1]] for text, waiters in batch.items()}
         texts = sorted(batch, key=tokens.__getitem__)
         try:
-            outputs = engine.generate(texts, gen)
+            with self._lease(group.task) as engine:
+                outputs = engine.generate(texts, gen)
             if len(outputs) != len(texts):
                 raise RuntimeError(f"{group.task}: the engine returned {len(outputs)} outputs for {len(texts)} inputs")
         except BaseException as exc:  # every request in the batch gets it, raised in its own thread
@@ -174,7 +183,7 @@ class DynamicBatcher:
         if self._on_batch is not None:
             self._on_batch(group.task, len(texts), sum(tokens.values()))
 
-    def _deliver(self, key: tuple[Engine, GenerationSettings], group: _Group,
+    def _deliver(self, key: tuple[str, GenerationSettings], group: _Group,
                  answers: list[tuple[list[tuple[_Request, int]], str | None]], error: BaseException | None) -> None:
         with self._cond:
             for waiters, output in answers:
@@ -187,5 +196,5 @@ class DynamicBatcher:
             group.requests = deque(r for r in group.requests if not r.finished)
             group.busy = False
             if not group.requests:
-                self._groups.pop(key, None)  # all its requests are finished: drop the reference to the engine
+                self._groups.pop(key, None)  # all its requests are finished
             self._cond.notify_all()

@@ -1,8 +1,14 @@
-"""ModelManager: lazy, thread-safe loading and unloading of the engines behind each task.
+"""ModelManager: lazy, thread-safe loading and unloading of the engines behind each task, lent out per batch.
 
 One lock per task makes N concurrent first requests cause exactly one load while other tasks load in parallel.
 Resolution (what is on disk, at which revision) is separate from loading, so the pipeline can build cache keys
 and serve a fully cached article without ever loading a model.
+
+Engines are lent, never handed out: every batch runs inside `with manager.lease(task) as engine`, and `unload`
+waits until no batch holds the engine before closing it, while batches that start meanwhile wait and then load
+the model again. Closing an engine under a running batch would otherwise fail that batch with whatever the
+backend raises on freed weights (a 500, not a domain error). The manager also owns the one `DynamicBatcher`
+that every model call goes through, translation and summaries alike, so they share its budgets and fairness.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from service.config import TASKS, Settings
 from service.engines.base import Engine
+from service.engines.batcher import BatchHook, DynamicBatcher
 from service.engines.factory import load_engine, plan_engine
 from service.errors import ModelLoadError
 from service.store.model_store import ModelStore, ResolvedModel, task_or_error
@@ -29,7 +37,10 @@ class LoadedModel:
     engine: Engine
     load_seconds: float
     loaded_at: float
+    #: When a batch last finished with the engine: idle unloading goes by it.
     last_used: float
+    #: Batches holding the engine now; it is closed only at zero.
+    leases: int = 0
 
     def describe(self) -> dict[str, object]:
         return {
@@ -46,17 +57,24 @@ class LoadedModel:
 
 class ModelManager:
     def __init__(self, settings: Settings, store: ModelStore | None = None,
-                 on_load: Callable[[str, float], None] | None = None):
+                 on_load: Callable[[str, float], None] | None = None, on_batch: BatchHook | None = None):
         self.settings = settings
         self.store = store or ModelStore(settings)
         self._on_load = on_load
         self._loaded: dict[str, LoadedModel] = {}
-        self._task_locks = {task: threading.Lock() for task in TASKS}
+        #: Guards a task's load, leases and unload; waited on by unloads (for leases to end) and by new leases (for
+        #: an unload to finish).
+        self._task_conds = {task: threading.Condition() for task in TASKS}
+        self._unloading: set[str] = set()
+        self._held = threading.local()  # task -> leases this thread holds, so a nested lease never waits on itself
         self._resolved: dict[str, ResolvedModel] = {}
         self._variants: dict[str, str] = {}
         self.load_count = 0
         #: Why each task's last load failed (cleared by a successful load): readiness reports it.
         self.load_errors: dict[str, str] = {}
+        #: Misses of concurrent callers (server threads) share engine batches; on_batch sees each batch.
+        self.batcher = DynamicBatcher(self.lease, settings.batch_size, settings.batch_max_tokens,
+                                      settings.batch_max_wait_ms / 1000, on_batch)
 
     def resolve(self, task: str) -> ResolvedModel:
         """The task's model on disk (memoised until `forget`); raises ModelNotInstalled with the install command."""
@@ -90,17 +108,40 @@ class ModelManager:
             self._variants[task] = plan_engine(self.resolve(task), self.settings).variant
         return self._variants[task]
 
-    def engine(self, task: str) -> Engine:
-        """The loaded engine for `task`, loading it on first use (once, whatever the concurrency)."""
+    @contextmanager
+    def lease(self, task: str) -> Iterator[Engine]:
+        """The task's engine for one batch, loading it if needed (once, whatever the concurrency). It is not closed
+        before the block ends; leave the block before waiting on anything else, or an unload waits that long."""
+        loaded = self._acquire(task)
+        try:
+            yield loaded.engine
+        finally:
+            self._release(loaded)
+
+    def _acquire(self, task: str) -> LoadedModel:
         task_or_error(task)
-        loaded = self._loaded.get(task)
-        if loaded is None:
-            with self._task_locks[task]:
-                loaded = self._loaded.get(task)
-                if loaded is None:
-                    loaded = self._load(task)
-        loaded.last_used = time.time()
-        return loaded.engine
+        held: dict[str, int] = self._held.__dict__.setdefault("tasks", {})
+        with self._task_conds[task]:
+            if held.get(task):  # this thread's own lease keeps it loaded, even while an unload waits for it
+                loaded = self._loaded[task]
+            else:
+                self._task_conds[task].wait_for(lambda: task not in self._unloading)
+                loaded = self._loaded.get(task) or self._load(task)
+            loaded.leases += 1
+        held[task] = held.get(task, 0) + 1
+        return loaded
+
+    def _release(self, loaded: LoadedModel) -> None:
+        self._held.tasks[loaded.task] -= 1
+        with self._task_conds[loaded.task]:
+            loaded.leases -= 1
+            loaded.last_used = time.time()
+            self._task_conds[loaded.task].notify_all()
+
+    def load(self, task: str) -> dict[str, object]:
+        """Load a task's model now rather than for its first batch (warm-up); what `loaded()` says about it."""
+        with self.lease(task):
+            return self._loaded[task].describe()
 
     def _load(self, task: str) -> LoadedModel:
         resolved = self.resolve(task)
@@ -125,14 +166,41 @@ class ModelManager:
         return loaded
 
     def unload(self, task: str) -> bool:
-        """Free a task's model; returns False when it was not loaded."""
+        """Free a task's model once no batch holds it; returns False when it was not loaded."""
+        return self._unload(task, idle_since=None)
+
+    def unload_idle(self) -> list[str]:
+        """Unload every model no batch has used for NEWSMT_MODEL_IDLE_UNLOAD_SECONDS (none when it is unset); the
+        tasks unloaded."""
+        idle = self.settings.model_idle_unload_seconds
+        if idle is None:
+            return []
+        cutoff = time.time() - idle
+        return [task for task in list(self._loaded) if self._unload(task, idle_since=cutoff)]
+
+    def _unload(self, task: str, idle_since: float | None) -> bool:
+        """With `idle_since`, only a model unused since then, checked under the task's lock so that a batch
+        starting at that moment keeps it. New leases wait from here until the engine is closed, then load afresh."""
         task_or_error(task)
-        with self._task_locks[task]:
-            loaded = self._loaded.pop(task, None)
-        self.forget(task)
-        if loaded is None:
-            return False
-        loaded.engine.close()
+        cond = self._task_conds[task]
+        with cond:
+            cond.wait_for(lambda: task not in self._unloading)
+            loaded = self._loaded.get(task)
+            if idle_since is not None and (loaded is None or loaded.leases or loaded.last_used > idle_since):
+                return False
+            self.forget(task)
+            if loaded is None:
+                return False
+            self._unloading.add(task)
+            cond.wait_for(lambda: loaded.leases == 0)
+            del self._loaded[task]
+        try:
+            loaded.engine.close()
+            log.info("unloaded %s", task)
+        finally:
+            with cond:
+                self._unloading.discard(task)
+                cond.notify_all()
         return True
 
     def loaded(self) -> list[dict[str, object]]:

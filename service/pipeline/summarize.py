@@ -29,7 +29,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -208,12 +208,11 @@ class Summarizer:
     """Summaries through the translation pipeline's own manager and cache (they are taken from `pipeline`, so the
     two can never disagree on where models and cached outputs live)."""
 
-    def __init__(self, pipeline: Pipeline, on_batch: Callable[[str, int, int], None] | None = None):
+    def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
         self.settings = pipeline.settings
         self.manager = pipeline.manager
         self.cache = pipeline.cache
-        self._on_batch = on_batch  # (task, inputs, source tokens), like Pipeline's metrics hook
 
     # -- public ----------------------------------------------------------------------------------------------
     def summarize(self, texts: Sequence[str], source: str = "auto", *, ids: Sequence[str] | None = None,
@@ -336,11 +335,12 @@ class Summarizer:
     def _abstractive(self, jobs: list[_Job]) -> list[tuple[str, int]]:
         """Map-reduce over all jobs at once, round by round, so inputs of different articles share batches. A job
         whose sentences fit one window gets its final summary this round; the others get one summary per chunk,
-        which become its sentences for the next round."""
-        engine = self.manager.engine(SUMMARIZE_TASK)
-        window = min(self.settings.summary_max_input_tokens, engine.max_positions)
-        special = engine.count_tokens([""])[0]
-        cap = min(self.settings.max_output_tokens, engine.max_positions - 2)
+        which become its sentences for the next round. The engine is leased only for its tokenizer here; the
+        generation goes through the manager's batcher, shared with every other caller."""
+        with self.manager.lease(SUMMARIZE_TASK) as engine:
+            window = min(self.settings.summary_max_input_tokens, engine.max_positions)
+            special = engine.count_tokens([""])[0]
+            cap = min(self.settings.max_output_tokens, engine.max_positions - 2)
         map_settings = self._generation(min(cap, (window - special) // MAP_SHARE), window)
         summaries: dict[int, str] = {}
         first_chunks = [1] * len(jobs)
@@ -350,7 +350,8 @@ class Summarizer:
             requests: list[tuple[str, GenerationSettings]] = []
             owners: list[tuple[int, bool]] = []
             for i, sentences in units.items():
-                chunks = self._pack(sentences, engine, window, special)
+                with self.manager.lease(SUMMARIZE_TASK) as engine:
+                    chunks = self._pack(sentences, engine, window, special)
                 if level > 0 and len(chunks) > 1 and len(chunks) >= len(sentences):  # would never finish
                     raise SummarizationFailed(f"chunk summaries of '{jobs[i].result.id}' do not shrink to fit the "
                                               f"{window}-token window (NEWSMT_SUMMARY_MAX_INPUT_TOKENS)")
@@ -363,7 +364,7 @@ class Summarizer:
                         first_chunks[i] = len(chunks)
                     requests.extend((chunk, map_settings) for chunk in chunks)
                     owners.extend((i, False) for _ in chunks)
-            outputs = self._generate(engine, requests)
+            outputs = self._generate(requests)
             units = defaultdict(list)
             for (i, final_round), output in zip(owners, outputs, strict=True):
                 if final_round:
@@ -410,22 +411,16 @@ class Summarizer:
             chunks.append(" ".join(current))
         return chunks
 
-    def _generate(self, engine: Engine, requests: list[tuple[str, GenerationSettings]]) -> list[str]:
-        """One output per request; requests with the same settings share length-sorted batches."""
+    def _generate(self, requests: list[tuple[str, GenerationSettings]]) -> list[str]:
+        """One output per request; requests with the same settings go to the batcher together."""
         outputs = [""] * len(requests)
         groups: dict[GenerationSettings, list[int]] = defaultdict(list)
         for i, (_, gen) in enumerate(requests):
             groups[gen].append(i)
-        size = self.settings.batch_size
         for gen, members in groups.items():
-            members.sort(key=lambda i: len(requests[i][0]))
-            for start in range(0, len(members), size):
-                batch = members[start:start + size]
-                texts = [requests[i][0] for i in batch]
-                for i, output in zip(batch, engine.generate(texts, gen), strict=True):
-                    outputs[i] = output
-                if self._on_batch is not None:
-                    self._on_batch(SUMMARIZE_TASK, len(texts), sum(engine.count_tokens(texts)))
+            texts = [requests[i][0] for i in members]
+            for i, output in zip(members, self.manager.batcher.generate(SUMMARIZE_TASK, texts, gen), strict=True):
+                outputs[i] = output
         return outputs
 
     # -- summarize_then_translate ----------------------------------------------------------------------------

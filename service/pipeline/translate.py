@@ -22,7 +22,6 @@ from typing import Any
 from service.cache.segment_cache import SegmentCache, cache_key
 from service.config import SOURCE_LANGUAGES, TARGET_LANGUAGE, Settings, translation_task
 from service.engines.base import GenerationSettings
-from service.engines.batcher import BatchHook, DynamicBatcher
 from service.engines.manager import ModelManager
 from service.errors import EmptyText, InputTooLarge, InvalidInput, NewsMTError, UnsupportedLanguage
 from service.store.model_store import ResolvedModel
@@ -38,6 +37,17 @@ SOURCE_CHOICES = ("auto", *SOURCE_LANGUAGES, TARGET_LANGUAGE)
 #: A Python str holds astral characters as single code points, so any code point in this range is a lone half.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 TRANSLATION_TASKS = tuple(translation_task(lang) for lang in SOURCE_LANGUAGES)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model translated (part of) an article, as results, the article cache and results.jsonl record it."""
+
+    task: str
+    model_id: str
+    revision: str
+    #: The backend variant that ran it, e.g. "transformers" or "ctranslate2-int8".
+    backend: str
 
 
 @dataclass
@@ -60,7 +70,7 @@ class ArticleResult:
     segments: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
-    models: list[dict[str, str]] = field(default_factory=list)
+    models: list[ModelRef] = field(default_factory=list)
     elapsed_ms: float = 0.0
     error: NewsMTError | None = None
 
@@ -121,14 +131,10 @@ class PendingArticles:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, manager: ModelManager, cache: SegmentCache,
-                 on_batch: BatchHook | None = None):
+    def __init__(self, settings: Settings, manager: ModelManager, cache: SegmentCache):
         self.settings = settings
         self.manager = manager
         self.cache = cache
-        #: Misses of concurrent `translate` calls (server threads) share engine batches; on_batch sees each batch.
-        self._batcher = DynamicBatcher(settings.batch_size, settings.batch_max_tokens,
-                                       settings.batch_max_wait_ms / 1000, on_batch)
 
     def generation_settings(self, beam_size: int | None = None) -> GenerationSettings:
         return GenerationSettings(
@@ -169,7 +175,7 @@ class Pipeline:
 
     def finish(self, pending: PendingArticles) -> list[ArticleResult]:
         """Every stage after `lookup`, for the articles it did not answer, with their misses in shared batches."""
-        with self._batcher.arriving():  # an idle engine waits for these misses rather than batching without them
+        with self.manager.batcher.arriving():  # an idle engine waits for these misses rather than batching without them
             for work, text in zip(pending.works, pending.texts, strict=True):
                 if work.result.translation is not None:
                     continue
@@ -228,8 +234,7 @@ class Pipeline:
         work.paragraphs, work.separator, work.languages = doc.paragraphs, doc.separator, languages
         tasks = sorted({translation_task(lang) for lang in languages if lang != TARGET_LANGUAGE})
         models = {task: self.manager.resolve(task) for task in tasks}
-        result.models = [{"task": t, "model_id": m.model_id, "revision": m.revision,
-                          "backend": self.manager.variant(t)} for t, m in models.items()]
+        result.models = [ModelRef(t, m.model_id, m.revision, self.manager.variant(t)) for t, m in models.items()]
         for p, (paragraph, lang) in enumerate(zip(doc.paragraphs, languages, strict=True)):
             if lang == TARGET_LANGUAGE:
                 continue
@@ -272,7 +277,8 @@ class Pipeline:
                           for p in data["paragraphs"]]
             result.translation = str(data["translation"])
             result.detected_language, result.language_confidence = data["detected_language"], data["confidence"]
-            result.source_url, result.models = data["source_url"], list(data["models"])
+            result.source_url = data["source_url"]
+            result.models = [ModelRef(**m) for m in data["models"]]
             result.segments = result.cache_hits = int(data["segments"])
         except (ValueError, KeyError, TypeError):
             result.translation = None
@@ -287,7 +293,7 @@ class Pipeline:
             "detected_language": result.detected_language,
             "confidence": result.language_confidence,
             "source_url": result.source_url,
-            "models": result.models,
+            "models": [asdict(m) for m in result.models],
             "segments": result.segments,
         }, ensure_ascii=False)
 
@@ -338,15 +344,15 @@ class Pipeline:
     def _infer(self, task: str, texts: list[str], gen: GenerationSettings) -> list[str]:
         """Distinct sentences in, one output each. Over-long sentences are split to fit the model and their
         pieces re-joined; the batcher sorts pieces by length so each batch pads little."""
-        engine = self.manager.engine(task)
-        limit = min(gen.max_input_tokens, engine.max_positions)
         pieces_of: list[list[str]] = []
-        for text in texts:
-            # A sentencepiece token covers at least one character, so short sentences need no counting.
-            if len(text) + 2 <= limit:
-                pieces_of.append([text])
-            else:
-                pieces_of.append(split_to_fit(text, limit, lambda s: engine.count_tokens([s])[0]))
+        with self.manager.lease(task) as engine:  # only the tokenizer; the batcher leases the engine per batch
+            limit = min(gen.max_input_tokens, engine.max_positions)
+            for text in texts:
+                # A sentencepiece token covers at least one character, so short sentences need no counting.
+                if len(text) + 2 <= limit:
+                    pieces_of.append([text])
+                else:
+                    pieces_of.append(split_to_fit(text, limit, lambda s: engine.count_tokens([s])[0]))
         unique = list(dict.fromkeys(p for pieces in pieces_of for p in pieces))
-        translated = dict(zip(unique, self._batcher.generate(task, engine, unique, gen), strict=True))
+        translated = dict(zip(unique, self.manager.batcher.generate(task, unique, gen), strict=True))
         return [" ".join(translated[p] for p in pieces) for pieces in pieces_of]

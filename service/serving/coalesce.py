@@ -3,7 +3,8 @@
 The disk cache only helps once the first request has finished; identical requests that arrive while it is still
 running would each miss and run the same model work (a newsroom refreshing a breaking story does exactly that).
 So the first request starts the work and later identical ones await the same future. Keys are digests of
-everything that changes the result, so only truly identical work is shared.
+everything that changes the result (`service.cache.segment_cache.digest`, as for cache keys), so only truly
+identical work is shared.
 
 The map lives on the event loop and is touched only from it, so it needs no lock; the work itself runs wherever
 `start` puts it (the HTTP layer uses a worker thread).
@@ -12,20 +13,11 @@ The map lives on the event loop and is touched only from it, so it needs no lock
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-
-
-def work_key(*parts: object) -> str:
-    """Digest of the JSON of `parts` (anything json-serialisable): equal inputs, equal key."""
-    payload = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    # surrogatepass: a lone surrogate from a JSON body is refused by the pipeline, not by a crash while hashing.
-    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Coalescer(Generic[T]):

@@ -21,7 +21,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
-    """The service's counters and histograms; `on_batch` and `on_load` plug into Pipeline and ModelManager."""
+    """The service's counters and histograms; `on_batch` and `on_load` plug into the ModelManager."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -39,9 +39,10 @@ class Metrics:
                                     registry=r)
         self.model_load = Histogram("newsmt_model_load_seconds", "Time to load a model.", ["task"],
                                     buckets=LOAD_BUCKETS, registry=r)
-        self.inflight = Gauge("newsmt_inflight_translations", "Translations running or queued now.", registry=r)
+        self.inflight = Gauge("newsmt_inflight_translations", "Translations and summaries running or queued now.",
+                              registry=r)
         self.coalesced = Counter("newsmt_coalesced_requests", "Requests answered by joining an identical "
-                                 "translation already in flight.", registry=r)
+                                 "translation or summary already in flight.", registry=r)
 
     def on_batch(self, task: str, segments: int, tokens: int) -> None:
         self.batch_segments.labels(task).observe(segments)

@@ -1,9 +1,11 @@
-"""What the app's lifespan builds and every route uses: the pipeline and its parts, plus the rules for running it.
+"""What the app's lifespan builds and every route uses: the pipeline, the summarizer and their parts, plus the rules
+for running them.
 
-`ServiceState.translate` is the only way a route reaches the pipeline, so every translation, native or
-LibreTranslate-compatible, gets the same treatment: repeated articles answered from the article cache on the event
-loop, and for the rest identical concurrent work coalesced, a bounded number of translations in flight (429 beyond
-it), a per-request time limit (504), and the pipeline run in a worker thread so inference never blocks the loop.
+`ServiceState.translate` and `ServiceState.summarize` are the only ways a route reaches a model, so every
+translation (native or LibreTranslate-compatible) and every summary gets the same treatment: identical concurrent
+work coalesced, a bounded number of requests in flight (429 beyond it), a per-request time limit (504), and the work
+run in a worker thread so inference never blocks the loop. Repeated articles are answered from the article cache on
+the event loop before any of that.
 
 Why the cache hit is answered on the loop: it costs one hash and one SQLite read per article (tens of
 microseconds), less than handing work to a thread and back, and under many concurrent clients those hand-offs
@@ -13,19 +15,30 @@ microseconds), less than handing work to a thread and back, and under many concu
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import Any, Protocol, TypeVar, cast
 
 import anyio
 
-from service.cache.segment_cache import SegmentCache
+from service.cache.segment_cache import SegmentCache, digest
 from service.config import Settings
 from service.engines.manager import ModelManager
-from service.errors import InputTooLarge, ItemFailed, Overloaded, RequestTimedOut
+from service.errors import InputTooLarge, ItemFailed, NewsMTError, Overloaded, RequestTimedOut
+from service.pipeline.summarize import Summarizer, SummaryOptions, SummaryResult
 from service.pipeline.translate import ArticleResult, PendingArticles, Pipeline
-from service.serving.coalesce import Coalescer, work_key
+from service.serving.coalesce import Coalescer
 from service.serving.metrics import Metrics
 from service.serving.ratelimit import RateLimiter
+
+R = TypeVar("R")
+
+
+class Outcome(Protocol):
+    """A per-text result that may carry its error (ArticleResult, SummaryResult)."""
+
+    error: NewsMTError | None
 
 
 @dataclass
@@ -35,11 +48,14 @@ class ServiceState:
     cache: SegmentCache
     pipeline: Pipeline
     metrics: Metrics
-    coalescer: Coalescer[list[ArticleResult]] = field(init=False)
+    summarizer: Summarizer = field(init=False)
+    #: One in-flight map for all work; keys start with the kind of work, so results of different kinds never mix.
+    coalescer: Coalescer[Any] = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     _inflight: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        self.summarizer = Summarizer(self.pipeline)
         self.coalescer = Coalescer(on_join=self.metrics.coalesced.inc)
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
 
@@ -65,40 +81,72 @@ class ServiceState:
             self.metrics.count_cache(pending.results)
             return pending.results
         # The article keys already digest texts, source, settings and models: identical work, identical keys.
-        future = self.coalescer.run(work_key("translate", pending.keys), partial(self._run_bounded, pending))
+        return await self._serve("translation", digest(["translate", pending.keys]),
+                                 partial(self._finish_translation, pending))
+
+    async def summarize(self, texts: list[str], source: str, options: SummaryOptions,
+                        beam_size: int | None = None) -> list[SummaryResult]:
+        """Summaries of `texts` (and the translations they need), shared with any identical request in flight and
+        bounded and timed exactly as translations are. Per-text errors are left in the results."""
+        beam = beam_size or self.settings.beam_size
+        key = digest(["summarize", self.pipeline.models_signature(), source, beam, asdict(options), texts])
+        return await self._serve("summary", key, partial(self._summarize_now, texts, source, options, beam))
+
+    def _finish_translation(self, pending: PendingArticles) -> list[ArticleResult]:
+        results = self.pipeline.finish(pending)
+        self.metrics.count_cache(results)
+        return results
+
+    def _summarize_now(self, texts: list[str], source: str, options: SummaryOptions,
+                       beam_size: int) -> list[SummaryResult]:
+        results = self.summarizer.summarize(texts, source, beam_size=beam_size, options=options)
+        self.metrics.count_cache(r.article for r in results)
+        return results
+
+    async def _serve(self, what: str, key: str, work: Callable[[], R]) -> R:
+        """`work()` in a worker thread, or the future of identical work already in flight, within the time limit."""
+        future = self.coalescer.run(key, partial(self._run_bounded, work))
         limit = self.settings.request_timeout_seconds
         try:
-            return await asyncio.wait_for(asyncio.shield(future), limit)
+            return cast(R, await asyncio.wait_for(asyncio.shield(future), limit))
         except TimeoutError:
             raise RequestTimedOut(
-                f"translation did not finish within {limit:g} s (NEWSMT_REQUEST_TIMEOUT_SECONDS); it goes on in the "
+                f"{what} did not finish within {limit:g} s (NEWSMT_REQUEST_TIMEOUT_SECONDS); it goes on in the "
                 "background, so a retry is served from the cache once it is done"
             ) from None
 
-    async def _run_bounded(self, pending: PendingArticles) -> list[ArticleResult]:
-        """Run the pipeline in a worker thread, holding one in-flight slot until the thread is done, even when every
+    async def _run_bounded(self, work: Callable[[], R]) -> R:
+        """Run `work` in a worker thread, holding one in-flight slot until the thread is done, even when every
         waiter has already timed out: the slot bounds work, not waiting."""
         limit = self.settings.max_inflight_requests
         if self._inflight >= limit:  # check and increment run on the event loop with no await between: no race
             retry = self.settings.overload_retry_after_seconds
-            raise Overloaded(f"server busy: {self._inflight} translations in flight, the limit is {limit} "
-                             f"(NEWSMT_MAX_INFLIGHT_REQUESTS); retry after {retry} s", retry)
+            raise Overloaded(f"server busy: {self._inflight} translations or summaries in flight, the limit is "
+                             f"{limit} (NEWSMT_MAX_INFLIGHT_REQUESTS); retry after {retry} s", retry)
         self._inflight += 1
         self.metrics.inflight.inc()
         try:
-            results = await anyio.to_thread.run_sync(self.pipeline.finish, pending)
+            return await anyio.to_thread.run_sync(work)
         finally:
             self._inflight -= 1
             self.metrics.inflight.dec()
-        self.metrics.count_cache(results)
-        return results
+
+    async def unload_idle_models(self) -> None:
+        """For the server's life, with NEWSMT_MODEL_IDLE_UNLOAD_SECONDS set: unload the models no batch has used
+        for that long, checking twice per period so none stays loaded much past it."""
+        idle = self.settings.model_idle_unload_seconds
+        if idle is None:
+            return
+        while True:
+            await asyncio.sleep(idle / 2)
+            await anyio.to_thread.run_sync(self.manager.unload_idle)
 
     def close(self) -> None:
         self.manager.close()
         self.cache.close()
 
 
-def raise_first_error(results: list[ArticleResult], field_name: str | None) -> None:
+def raise_first_error(results: Sequence[Outcome], field_name: str | None) -> None:
     """A request fails as a whole with its first failed text's error; `field_name` (for multi-text requests) makes
     the message say which item it was, e.g. `texts[2]: unsupported language ...`."""
     for index, result in enumerate(results):

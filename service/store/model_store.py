@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import threading
@@ -22,6 +21,7 @@ from typing import Literal
 
 from service.config import TASKS, Settings
 from service.errors import ModelLoadError, ModelNotInstalled, NewsMTError, UnknownTask
+from service.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class ModelStore:
         registry = self._registry()
         registry[task] = str(path)
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(self.root / REGISTRY, registry)
+        _write_json(self.root / REGISTRY, registry)
         return ResolvedModel(task, str(path), path, fingerprint(path), "imported")
 
     def pull(self, target: str, revision: str | None = None) -> Path:
@@ -221,7 +221,7 @@ class ModelStore:
         if not has_safetensors:
             convert_legacy_weights(dest)
         validate_model_dir(dest)
-        _write_json_atomic(dest / MANIFEST, {
+        _write_json(dest / MANIFEST, {
             "repo_id": repo_id,
             "requested_revision": revision,
             "revision": info.sha,
@@ -242,7 +242,5 @@ def convert_legacy_weights(path: Path) -> None:
     shutil.rmtree(path / ".cache", ignore_errors=True)
 
 
-def _write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _write_json(path: Path, data: object) -> None:
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
