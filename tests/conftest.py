@@ -6,16 +6,20 @@ Nothing here downloads anything; every component (tokenizers, models, diskcache)
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from service.api.app import create_app
 from service.cache.segment_cache import SegmentCache
@@ -23,6 +27,7 @@ from service.config import Settings
 from service.engines.manager import ModelManager
 from service.pipeline.translate import Pipeline
 from service.testing.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
@@ -66,6 +71,36 @@ def tiny_bart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bart(tmp_path_factory.mktemp("tiny-bart") / "summarize", english_corpus(), seed=3)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def start_serve(settings: Settings, port: int, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """`newsmt serve` as a user runs it (no --host), ready to answer; `env` adds variables to the settings'."""
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+                               env={**env_for(settings), **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+
+    def answers() -> bool:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answers, "newsmt serve to start", timeout=120)
+    return process
+
+
 def settings_for(root: Path, tiny_models: dict[str, Path], **overrides: object) -> Settings:
     values: dict = {
         "models_dir": root / "models",
@@ -86,6 +121,8 @@ def env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSMT_")}
     for name, value in settings.model_dump().items():
         if name in settings.model_fields_set:
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[f"NEWSMT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     env["HF_HUB_OFFLINE"] = "1"
     return env
@@ -168,6 +205,23 @@ def live_server(tmp_path_factory: pytest.TempPathFactory,
                 env.delenv(name)
             settings = settings_for(tmp_path_factory.mktemp("server"), tiny_models, **overrides)
         servers.append(LiveServer(settings).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """Starts real redis-servers on free loopback ports: `redis_server(*server_options, password=None)`; each is
+    stopped when the test is done."""
+    if not Path(REDIS_SERVER).is_file():
+        pytest.skip(f"{REDIS_SERVER} is missing: install Debian's redis-server package (.ci/run does)")
+    servers: list[RedisServer] = []
+
+    def start(*args: str, password: str | None = None) -> RedisServer:
+        servers.append(RedisServer(tmp_path_factory.mktemp("redis"), free_port(), *args, password=password).start())
         return servers[-1]
 
     yield start

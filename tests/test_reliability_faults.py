@@ -30,7 +30,16 @@ import pytest
 from service.bulk.run import discover, translate_tree
 from service.config import Settings
 from service.text.cleaning import clean_document
-from tests.conftest import SEEDS, LiveServer, env_for, make_pipeline, settings_for
+from tests.conftest import (
+    SEEDS,
+    LiveServer,
+    env_for,
+    free_port,
+    make_pipeline,
+    settings_for,
+    start_serve,
+    wait_until,
+)
 
 RETRY_SECONDS = 1.0  # how soon a degraded cache is retried in these tests (production default: 30 s)
 HEALTH_CHECK_SECONDS = 0.2  # how often an open cache checks its file in these tests (production: 1 s)
@@ -47,13 +56,6 @@ def translate(server: LiveServer, text: str) -> dict[str, Any]:
 def readiness(server: LiveServer) -> tuple[int, list[str]]:
     response = httpx.get(f"{server.url}/readyz", timeout=30)
     return response.status_code, response.json()["reasons"]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def degraded(server: LiveServer, reason: str) -> list[str]:
@@ -271,34 +273,12 @@ def test_bulk_cli_killed_at_random_points_then_rerun_loses_nothing(tmp_path: Pat
 
 
 # -- SIGTERM to a loaded server ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
         return True
     return False
-
-
-def start_serve(settings: Settings, port: int) -> subprocess.Popen[str]:
-    """`newsmt serve` as a user runs it (no --host), ready to answer."""
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-                               env=env_for(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def answers() -> bool:
-        assert process.poll() is None, process.communicate()[0]
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(answers, "newsmt serve to start", timeout=120)
-    return process
 
 
 def test_sigterm_under_load_finishes_in_flight_work_and_refuses_new(tmp_path: Path,

@@ -2,11 +2,12 @@
 
 `ServiceState.translate` is the only way a route reaches the pipeline, so every translation, native or
 LibreTranslate-compatible, gets the same treatment: repeated articles answered from the article cache on the event
-loop, and for the rest identical concurrent work coalesced, a bounded number of translations in flight (429 beyond
-it), a per-request time limit (504), and the pipeline run in a worker thread so inference never blocks the loop.
+loop, and for the rest identical concurrent work coalesced (across replicas too, with the shared Redis tier: see
+claims.py), a bounded number of translations in flight (429 beyond it), a per-request time limit (504), and the
+pipeline run in a worker thread so inference never blocks the loop.
 
-Why the cache hit is answered on the loop: it costs one hash and one SQLite read per article (tens of
-microseconds), less than handing work to a thread and back, and under many concurrent clients those hand-offs
+Why the cache hit is answered on the loop: it costs one hash per article and one SQLite read or Redis MGET for all
+of them (tens of microseconds), less than handing work to a thread and back, and under many concurrent clients those hand-offs
 (and the threads' fight for the GIL with the loop) made up most of a cached request's latency.
 """
 
@@ -23,6 +24,7 @@ from service.config import Settings
 from service.engines.manager import ModelManager
 from service.errors import InputTooLarge, ItemFailed, Overloaded, RequestTimedOut
 from service.pipeline.translate import ArticleResult, PendingArticles, Pipeline
+from service.serving.claims import ClaimBoard
 from service.serving.coalesce import Coalescer, work_key
 from service.serving.metrics import Metrics
 from service.serving.ratelimit import RateLimiter
@@ -36,12 +38,17 @@ class ServiceState:
     pipeline: Pipeline
     metrics: Metrics
     coalescer: Coalescer[list[ArticleResult]] = field(init=False)
+    claims: ClaimBoard | None = field(init=False)  # with the shared Redis tier: coalescing across replicas
     rate_limiter: RateLimiter = field(init=False)
     _inflight: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.coalescer = Coalescer(on_join=self.metrics.coalesced.inc)
-        self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        link = self.cache.link
+        self.claims = None if link is None else ClaimBoard(
+            link, self.settings.coalesce_claim_seconds, self.settings.coalesce_wait_seconds,
+            on_wait=self.metrics.count_replica_wait)
+        self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute, shared=link)
 
     def check_request_size(self, texts: list[str], field_name: str | None) -> None:
         """Refuse an oversized request before any work, stating the limit it broke. `field_name` names the list
@@ -65,7 +72,11 @@ class ServiceState:
             self.metrics.count_cache(pending.results)
             return pending.results
         # The article keys already digest texts, source, settings and models: identical work, identical keys.
-        future = self.coalescer.run(work_key("translate", pending.keys), partial(self._run_bounded, pending))
+        key = work_key("translate", pending.keys)
+        start = partial(self._run_bounded, pending)
+        if self.claims is not None:  # identical work on another replica: wait for it rather than repeat it
+            start = partial(self.claims.run, key, start, partial(self._settled, pending))
+        future = self.coalescer.run(key, start)
         limit = self.settings.request_timeout_seconds
         try:
             return await asyncio.wait_for(asyncio.shield(future), limit)
@@ -74,6 +85,15 @@ class ServiceState:
                 f"translation did not finish within {limit:g} s (NEWSMT_REQUEST_TIMEOUT_SECONDS); it goes on in the "
                 "background, so a retry is served from the cache once it is done"
             ) from None
+
+    def _settled(self, pending: PendingArticles) -> list[ArticleResult] | None:
+        """The results once the cache holds them all (another replica translated them), else None."""
+        again = self.pipeline.lookup(pending.texts, pending.source, ids=[w.result.id for w in pending.works],
+                                     beam_size=pending.gen.beam_size, may_block=False)
+        if not again.complete:
+            return None
+        self.metrics.count_cache(again.results)
+        return again.results
 
     async def _run_bounded(self, pending: PendingArticles) -> list[ArticleResult]:
         """Run the pipeline in a worker thread, holding one in-flight slot until the thread is done, even when every
