@@ -27,10 +27,13 @@ from service.config import Settings
 from service.engines.manager import ModelManager
 from service.pipeline.translate import Pipeline
 from service.testing.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
+from service.text.cleaning import clean_document
 from tests.redis_server import REDIS_SERVER, RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
+#: Every paragraph of the seed articles, cleaned: distinct real texts for tests that need many.
+PARAGRAPHS = [p for path in sorted(SEEDS.glob("*.txt")) for p in clean_document(path.read_text("utf-8")).paragraphs]
 
 
 def require_program(path: Path, package: str) -> None:
@@ -84,12 +87,21 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) 
         time.sleep(0.1)
 
 
-def start_serve(settings: Settings, port: int, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-    """`newsmt serve` as a user runs it (no --host), ready to answer; `env` adds variables to the settings'."""
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-                               env={**env_for(settings), **(env or {})}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+def start_serve(settings: Settings, port: int) -> subprocess.Popen[str]:
+    """`newsmt serve` as a user runs it (no --host), ready to answer."""
+    process = launch_serve(settings, port)
+    wait_serving(process, port)
+    return process
 
+
+def launch_serve(settings: Settings, port: int, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """`newsmt serve` started, not yet waited for (so that several start at once); `env` adds variables."""
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+                            env={**env_for(settings), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_serving(process: subprocess.Popen[str], port: int) -> None:
     def answers() -> bool:
         assert process.poll() is None, process.communicate()[0]
         try:
@@ -98,7 +110,6 @@ def start_serve(settings: Settings, port: int, env: Mapping[str, str] | None = N
             return False
 
     wait_until(answers, "newsmt serve to start", timeout=120)
-    return process
 
 
 def settings_for(root: Path, tiny_models: dict[str, Path], **overrides: object) -> Settings:
@@ -159,6 +170,13 @@ def seed(name: str) -> str:
     return next(SEEDS.glob(f"{name}_*.txt")).read_text(encoding="utf-8")
 
 
+def metric_at(url: str, name: str, **labels: str) -> float:
+    """Sum of the /metrics samples named `name` whose labels include `labels` (0 when there are none)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
 class LiveServer:
     """A real uvicorn serving `create_app(settings)` on a free loopback port, in a thread of the test process (so
     the session's tiny models and imported torch are reused and start-up takes milliseconds)."""
@@ -182,10 +200,7 @@ class LiveServer:
         return self
 
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of the /metrics samples named `name` whose labels include `labels` (0 when there are none)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+        return metric_at(self.url, name, **labels)
 
     def stop(self) -> None:
         self._server.should_exit = True

@@ -55,6 +55,16 @@ class RedisServer:
                 assert time.monotonic() < deadline, "redis-server did not start"
                 time.sleep(0.05)
 
+    def fill_memory(self) -> None:
+        """Write small junk until the server refuses even that: under maxmemory with noeviction, it is full."""
+        client = self.client()
+        try:
+            for i in range(1_000_000):
+                client.set(f"junk:{i}", b"x" * 100)
+        except redis.exceptions.OutOfMemoryError:
+            return
+        raise AssertionError("the server took 100 MB of junk: is maxmemory set, with noeviction?")
+
     def kill(self) -> None:
         """SIGKILL, as a crash or an OOM kill would end it."""
         assert self.process is not None

@@ -29,9 +29,8 @@ import pytest
 
 from service.bulk.run import discover, translate_tree
 from service.config import Settings
-from service.text.cleaning import clean_document
 from tests.conftest import (
-    SEEDS,
+    PARAGRAPHS,
     LiveServer,
     env_for,
     free_port,
@@ -43,7 +42,6 @@ from tests.conftest import (
 
 RETRY_SECONDS = 1.0  # how soon a degraded cache is retried in these tests (production default: 30 s)
 HEALTH_CHECK_SECONDS = 0.2  # how often an open cache checks its file in these tests (production: 1 s)
-PARAGRAPHS = [p for path in sorted(SEEDS.glob("*.txt")) for p in clean_document(path.read_text("utf-8")).paragraphs]
 ARABIC, HEBREW = PARAGRAPHS[20], PARAGRAPHS[1]  # seed 001 is Arabic, seed 000 Hebrew
 
 
