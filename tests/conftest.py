@@ -6,7 +6,6 @@ Nothing here downloads anything; every component (tokenizers, models, diskcache)
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,9 +25,9 @@ from service.cache.segment_cache import SegmentCache
 from service.config import Settings
 from service.engines.manager import ModelManager
 from service.pipeline.translate import Pipeline
+from service.testing.redis_server import REDIS_SERVER, RedisServer
 from service.testing.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
 from service.text.cleaning import clean_document
-from tests.redis_server import REDIS_SERVER, RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
@@ -72,12 +71,6 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def tiny_bart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BART summarizer (128 positions); tests opt in with summary_model=str(tiny_bart)."""
     return build_tiny_bart(tmp_path_factory.mktemp("tiny-bart") / "summarize", english_corpus(), seed=3)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -236,7 +229,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     servers: list[RedisServer] = []
 
     def start(*args: str, password: str | None = None) -> RedisServer:
-        servers.append(RedisServer(tmp_path_factory.mktemp("redis"), free_port(), *args, password=password).start())
+        servers.append(RedisServer(tmp_path_factory.mktemp("redis"), *args, password=password).start())
         return servers[-1]
 
     yield start

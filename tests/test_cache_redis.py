@@ -19,8 +19,8 @@ from service.config import Settings
 from service.errors import RateLimited
 from service.serving.claims import ClaimBoard
 from service.serving.ratelimit import RateLimiter
-from tests.conftest import free_port, wait_until
-from tests.redis_server import RedisServer
+from service.testing.redis_server import RedisServer, free_port
+from tests.conftest import wait_until
 
 PREFIX = f"newsmt:{CACHE_SCHEMA_VERSION}:"
 RETRY_SECONDS = 0.5

@@ -29,17 +29,16 @@ import pytest
 
 from service.bulk.run import discover, translate_tree
 from service.config import Settings
+from service.testing.redis_server import RedisServer, free_port
 from tests.conftest import (
     PARAGRAPHS,
     LiveServer,
     env_for,
-    free_port,
     make_pipeline,
     settings_for,
     start_serve,
     wait_until,
 )
-from tests.redis_server import RedisServer
 
 RETRY_SECONDS = 1.0  # how soon a degraded cache is retried in these tests (production default: 30 s)
 HEALTH_CHECK_SECONDS = 0.2  # how often an open cache checks its file in these tests (production: 1 s)

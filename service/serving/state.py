@@ -7,8 +7,8 @@ claims.py), a bounded number of translations in flight (429 beyond it), a per-re
 pipeline run in a worker thread so inference never blocks the loop.
 
 Why the cache hit is answered on the loop: it costs one hash per article and one SQLite read or Redis MGET for all
-of them (tens of microseconds), less than handing work to a thread and back, and under many concurrent clients those hand-offs
-(and the threads' fight for the GIL with the loop) made up most of a cached request's latency.
+of them (tens of microseconds), less than handing work to a thread and back, and under many concurrent clients
+those hand-offs (and the threads' fight for the GIL with the loop) made up most of a cached request's latency.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""A real `redis-server` (Debian's package) on a free loopback port, for the tests of the shared cache tier.
+"""A real `redis-server` (Debian's package) on a free loopback port, for the tests and the benchmark of the shared
+cache tier.
 
 No mock Redis: faults are made the way they happen, by signals (SIGKILL, SIGSTOP) and by the server's own
 configuration (requirepass, maxmemory with noeviction, replicaof). Nothing is persisted (`--save ''`), so a restart
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,12 +21,19 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 START_TIMEOUT_S = 20.0
 
 
-class RedisServer:
-    """One redis-server process on `port`, restartable there. `args` are extra server options."""
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
-    def __init__(self, directory: Path, port: int, *args: str, password: str | None = None):
+
+class RedisServer:
+    """One redis-server process on a free loopback port, restartable there. `args` are extra server options."""
+
+    def __init__(self, directory: Path, *args: str, password: str | None = None):
         self.directory = directory
-        self.port = port
+        self.port = free_port()
         self.password = password
         self.args = [*args, *(("--requirepass", password) if password else ())]
         self.process: subprocess.Popen[bytes] | None = None
