@@ -3,8 +3,8 @@
 The in-process `Coalescer` shares work between identical requests on one replica. Replicas behind a load balancer
 share the Redis tier, and through it this: the first replica to start a piece of work claims it with a short-lived
 key (`SET newsmt:claim:<work key> <token> NX PX`), renewed while the work runs. Another replica that finds the claim
-taken waits, polling its cache lookup (one MGET, which the claimant fills before it lets the claim go), and answers
-from the cache once everything is there.
+taken waits, polling the claim, and once the claimant has let it go (after storing its results) answers from its own
+cache lookup.
 
 Never a wrong or missing answer because of a claim: a waiter only ever answers what its own cache lookup found under
 its own keys, and it translates the work itself when the claim goes away without results (the claimant failed or
@@ -68,16 +68,17 @@ class ClaimBoard:
             # The claim went away without results (the claimant failed or died): claim it ourselves.
 
     async def _wait(self, claim: str, settled: Callable[[], T | None], deadline: float) -> T | None:
-        """Poll until the results are there (returned), the claim is gone or the deadline passed (None). The claim
-        is looked at before the results: the claimant stores its results before it releases the claim, so a claim
-        seen gone followed by a lookup that misses means there are no results to wait for."""
+        """Poll the claim (one EXISTS, which counts no cache miss) until it is gone, then look the results up once:
+        the claimant stores its results before it releases the claim, so a lookup that misses then means there is
+        nothing to wait for. None when the deadline passed, the claim went without results, or Redis failed."""
         loop = asyncio.get_running_loop()
         while loop.time() < deadline:
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - loop.time())))
             held = self._call(lambda r: bool(r.exists(claim)))
-            result = settled()
-            if result is not None or not held:
-                return result
+            if held is None:
+                return None
+            if not held:
+                return settled()
         return None
 
     async def _as_claimant(self, claim: str, token: str, start: Callable[[], Awaitable[T]],
