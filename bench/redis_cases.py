@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,15 @@ import diskcache
 from service.cache.backend import CACHE_SCHEMA_VERSION
 from service.testing.redis_server import REDIS_SERVER, RedisServer
 
-from .http_load import NEWSMT_FACTORY, drive, serve
+from .http_load import NEWSMT_FACTORY, LoadResult, drive, serve
 from .measure import Context, Outcome
 from .newsmt_cases import _request, _use_cache, corpus_articles, run_bulk
 
 PREFIX = f"newsmt:{CACHE_SCHEMA_VERSION}:"
 COPY_BATCH = 1000
-#: The HTTP warm load is run against four servers one after another, each on the same entries.
+#: Turns each HTTP server takes under the warm load (its share of `http_warm_seconds` split into this many windows).
+ROUNDS = 5
+#: The HTTP warm load is run against four servers taking turns, each on the same entries.
 HTTP_SETUPS: dict[str, dict[str, str]] = {
     "diskcache": {},
     "redis": {"NEWSMT_CACHE_URL": "{url}"},
@@ -87,9 +89,11 @@ def _no_redis() -> str | None:
 
 
 def http_redis(ctx: Context) -> Outcome:
-    """32 clients, warm (every request an article-cache hit), against four servers in turn: diskcache and Redis,
-    each with and without the in-process memory tier. The memory tier is on by default, so that pair is what users
-    get; without it every hit is a lookup in the backend (SQLite, or one MGET over loopback)."""
+    """32 clients, warm (every request an article-cache hit), against four servers: diskcache and Redis, each with
+    and without the in-process memory tier. The memory tier is on by default, so that pair is what users get;
+    without it every hit is a lookup in the backend (SQLite, or one MGET over loopback). The four run side by side
+    and take turns in short windows, `ROUNDS` times over, so that a change in what else the machine is doing falls
+    on all of them alike."""
     if reason := _no_redis():
         return Outcome.skip(reason)
     source = ctx.work_dir / "http-cache"
@@ -97,23 +101,38 @@ def http_redis(ctx: Context) -> Outcome:
         return Outcome.skip("the http case did not run, so there is no cache to serve from")
     params = ctx.params
     requests = [_request(a) for a in corpus_articles(ctx)[:params.http_cold_articles]]
-    phases: dict[str, dict[str, Any]] = {}
-    with _redis(ctx, "redis-http") as redis:
+    loads: dict[str, list[LoadResult]] = {label: [] for label in HTTP_SETUPS}
+    with _redis(ctx, "redis-http") as redis, ExitStack() as servers:
         sizing = _seed(redis, source)
+        running = {}
         for label, extra in HTTP_SETUPS.items():
             env = {**_use_cache(ctx, "http-cache"), **{k: v.format(url=redis.url) for k, v in extra.items()}}
-            with serve(NEWSMT_FACTORY, env, ctx.work_dir / f"server-{label}.log") as server:
-                drive(server.url, requests[:1], 1)
-                warm = drive(server.url, requests, params.http_clients, params.http_warm_seconds)
-            phases[label] = {**warm.summary(), "peak_rss_mb": server.peak_rss_mb}
+            server = servers.enter_context(serve(NEWSMT_FACTORY, env, ctx.work_dir / f"server-{label}.log"))
+            running[label] = server
+            drive(server.url, requests, params.http_clients)  # every article once: the memory tier is warm
+        for _ in range(ROUNDS):
+            for label, server in running.items():
+                loads[label].append(drive(server.url, requests, params.http_clients,
+                                          params.http_warm_seconds / ROUNDS))
+    phases = {label: {**_pooled(runs), "peak_rss_mb": running[label].peak_rss_mb} for label, runs in loads.items()}
     redis_, disk = phases["redis"], phases["diskcache"]
     summary = (f"Redis {redis_['req_per_s']:,.0f} req/s p99 {redis_['p99_ms']:.1f} ms vs diskcache "
                f"{disk['req_per_s']:,.0f} req/s p99 {disk['p99_ms']:.1f} ms; no memory tier: Redis "
                f"{phases['redis_no_memory_tier']['req_per_s']:,.0f}, diskcache "
                f"{phases['diskcache_no_memory_tier']['req_per_s']:,.0f} req/s")
-    notes = [f"{params.http_clients} clients, {params.http_warm_seconds:g} s each; Redis on loopback; "
-             "peak RSS is the Redis-backed server's (memory tier on)"]
+    notes = [f"{params.http_clients} clients; {ROUNDS} turns of {params.http_warm_seconds / ROUNDS:g} s per server; "
+             "Redis on loopback; peak RSS is the Redis-backed server's (memory tier on)"]
     return Outcome({**phases, "sizing": sizing}, summary, notes, peak_rss_mb=redis_["peak_rss_mb"])
+
+
+def _pooled(runs: list[LoadResult]) -> dict[str, float]:
+    """One summary over several timed windows: all their requests over all their seconds."""
+    pooled = LoadResult()
+    for run in runs:
+        pooled.latencies_ms += run.latencies_ms
+        pooled.sizes += run.sizes
+        pooled.seconds += run.seconds
+    return pooled.summary()
 
 
 def bulk_warm_redis(ctx: Context) -> Outcome:

@@ -87,6 +87,8 @@ class ClaimBoard:
             # The previous claimant may have finished between our first lookup and our claim.
             result = settled()
             if result is not None:
+                if waited:
+                    self._note(answered=True)
                 return result
             renewing = asyncio.ensure_future(self._keep(claim, token))
             try:
