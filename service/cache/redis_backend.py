@@ -40,7 +40,7 @@ class RedisCache:
         values = self.link.call(lambda r: r.mget([self.prefix + key for key in keys]), may_reopen=may_reopen)
         found: dict[str, str] = {}
         for key, value in zip(keys, values or (), strict=False):
-            if value is None:
+            if not isinstance(value, bytes):  # None: a miss
                 continue
             try:
                 found[key] = value.decode("utf-8")
