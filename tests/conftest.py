@@ -224,8 +224,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory,
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
     """Starts real redis-servers on free loopback ports: `redis_server(*server_options, password=None)`; each is
     stopped when the test is done."""
-    if not Path(REDIS_SERVER).is_file():
-        pytest.skip(f"{REDIS_SERVER} is missing: install Debian's redis-server package (.ci/run does)")
+    require_program(Path(REDIS_SERVER), "redis-server")
     servers: list[RedisServer] = []
 
     def start(*args: str, password: str | None = None) -> RedisServer:

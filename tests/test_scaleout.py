@@ -19,7 +19,16 @@ from typer.testing import CliRunner
 from service.cli import app
 from service.config import Settings
 from service.testing.redis_server import REDIS_SERVER, RedisServer, free_port
-from tests.conftest import PARAGRAPHS, SEEDS, env_for, launch_serve, metric_at, settings_for, wait_serving
+from tests.conftest import (
+    PARAGRAPHS,
+    SEEDS,
+    env_for,
+    launch_serve,
+    metric_at,
+    require_program,
+    settings_for,
+    wait_serving,
+)
 
 RATE_LIMIT = 12  # per minute per key: one request every 5 s once the first 12 are spent
 KEYS = ("handover", "tenfold", "budget")  # one API key per test, so that each has its own rate-limit budget
@@ -41,8 +50,7 @@ class Replicas:
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]) -> Iterator[Replicas]:
-    if not Path(REDIS_SERVER).is_file():
-        pytest.skip(f"{REDIS_SERVER} is missing: install Debian's redis-server package (.ci/run does)")
+    require_program(Path(REDIS_SERVER), "redis-server")
     redis = RedisServer(tmp_path_factory.mktemp("redis")).start()
     processes: list[subprocess.Popen[str]] = []
     try:
