@@ -1,6 +1,7 @@
 """The benchmark's cases, in the order they run, with what each one needs prepared.
 
-Numbers refer to the measurements listed in issue 5; the summarization cases reproduce the issue's distilbart note.
+Numbers refer to the measurements listed in issue 5 (12: the shared Redis tier of issue 12); the summarization cases
+reproduce issue 5's distilbart note.
 """
 
 from __future__ import annotations
@@ -47,10 +48,14 @@ CASES: dict[str, Case] = {case.name: case for case in (
          newsmt_tasks=("translate:ar-en",)),
     Case("bulk_warm", "4", "newsmt translate again, warm cache", _lazy("newsmt_cases", "bulk", warm=True),
          newsmt_tasks=("translate:ar-en",), after="bulk_cold"),
+    Case("bulk_warm_redis", "12", "newsmt translate again through Redis (NEWSMT_CACHE_URL), warm",
+         _lazy("redis_cases", "bulk_warm_redis"), newsmt_tasks=("translate:ar-en",), after="bulk_warm"),
     Case("http", "5", "newsmt HTTP, {clients} clients, cold then warm", _lazy("newsmt_cases", "http_newsmt"),
          newsmt_tasks=("translate:ar-en",)),
     Case("http_bare", "5", "bare FastAPI route, same payload, {clients} clients", _lazy("newsmt_cases", "http_bare"),
          models=(), after="http"),
+    Case("http_redis", "12", "newsmt HTTP, {clients} clients, warm: Redis vs diskcache, memory tier on and off",
+         _lazy("redis_cases", "http_redis"), newsmt_tasks=("translate:ar-en",), after="http"),
     Case("http_concurrency", "6", "{requests} single-article requests: sequential vs concurrent",
          _lazy("newsmt_cases", "http_concurrency"), newsmt_tasks=("translate:ar-en",)),
     Case("both_models", "7", "ar-en + he-en on CTranslate2 {ct2} in one newsmt process",

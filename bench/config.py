@@ -112,3 +112,5 @@ TARGET_HTTP_VS_BARE = 0.5
 TARGET_HTTP_P99_MS = 50.0
 TARGET_CONCURRENT_VS_SEQUENTIAL = 3.0
 TARGET_BOTH_MODELS_RSS_MB = 800.0
+# Target from issue 12: through Redis on loopback, at least this fraction of the diskcache figures of the same run.
+TARGET_REDIS_VS_DISKCACHE = 0.8

@@ -131,7 +131,7 @@ def reference_translations(settings: Settings, texts: list[str]) -> dict[str, st
     """What an in-process pipeline with its own, empty cache makes of every text: the answers to expect."""
     with tempfile.TemporaryDirectory(prefix="newsmt-load-ref-") as scratch:
         reference = settings.model_copy(update={"cache_dir": Path(scratch)})
-        cache = SegmentCache(reference.cache_dir, reference.cache_size_limit)
+        cache = SegmentCache.on_disk(reference.cache_dir, reference.cache_size_limit)
         manager = ModelManager(reference)
         try:
             results = Pipeline(reference, manager, cache).translate(texts)

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 from .config import OUTPUT_TOKENS
@@ -48,7 +49,12 @@ def bulk(ctx: Context, *, warm: bool) -> Outcome:
     """`newsmt translate CORPUS --out DIR` through the real typer command, timed from after the imports (reported
     apart) to its return: model load, cleaning, language id, cache, inference and writing every output file."""
     _use_cache(ctx, "bulk-cache")
-    out = ctx.work_dir / ("bulk-out-warm" if warm else "bulk-out-cold")
+    return run_bulk(ctx, ctx.work_dir / ("bulk-out-warm" if warm else "bulk-out-cold"), warm=warm)
+
+
+def run_bulk(ctx: Context, out: Path, *, warm: bool) -> Outcome:
+    """The bulk command over the corpus into `out`, with whatever cache NEWSMT_* in this process's environment
+    names; `warm`: report it as a rerun (articles/s) rather than a first run (tokens/s)."""
     started = time.perf_counter()
     from service.cli import app
 

@@ -29,7 +29,8 @@ from service.store.model_store import ModelStore
 app = typer.Typer(help="newsmt: translate Hebrew and Arabic news into English, with a content-hash disk cache.",
                   no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Install and inspect models.", no_args_is_help=True)
-cache_app = typer.Typer(help="Inspect and clear the disk cache.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect and clear the cache (diskcache, or Redis with NEWSMT_CACHE_URL).",
+                        no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(cache_app, name="cache")
 
@@ -241,20 +242,23 @@ def models_convert(
 
 @cache_app.command("stats")
 def cache_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Entries, size, hits and misses of the shared disk cache."""
+    """Entries, size, hits and misses of the cache (diskcache, or Redis with NEWSMT_CACHE_URL)."""
     stats = SegmentCache.from_settings(_settings()).stats()
     if as_json:
         typer.echo(json.dumps({**asdict(stats), "hit_rate": stats.hit_rate}, indent=2))
         return
     if not stats.available:
         raise _fail(f"cache unavailable: {stats.error}")
-    typer.echo(f"cache {stats.directory}: {stats.entries} entries, {stats.size_bytes / 1e6:.1f} MB of "
-               f"{stats.size_limit / 1e9:.1f} GB; hits {stats.hits}, misses {stats.misses} ({stats.hit_rate:.1%})")
+    # Redis reports the whole server's memory and its maxmemory (0: none), diskcache its own volume and limit.
+    size = f"{stats.size_bytes / 1e6:.1f} MB" + (" used by the server" if stats.backend == "redis" else "")
+    limit = f"{stats.size_limit / 1e9:.1f} GB" if stats.size_limit else "no limit"
+    typer.echo(f"cache {stats.location} ({stats.backend}): {stats.entries} entries, {size} of {limit}; "
+               f"hits {stats.hits}, misses {stats.misses} ({stats.hit_rate:.1%})")
 
 
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Delete every cached translation and reset the counters."""
+    """Delete every cached translation and reset the counters (on Redis: only newsmt's keys)."""
     try:
         removed = SegmentCache.from_settings(_settings()).clear()
     except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,6 +20,8 @@ Backend = Literal["auto", "transformers", "ctranslate2"]
 #: Weight types `newsmt models convert` can write (CTranslate2's quantization names).
 Ct2Quantization = Literal["int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16", "float32"]
 CudaDtype = Literal["float16", "bfloat16", "float32"]
+#: URL schemes of NEWSMT_CACHE_URL (what redis-py connects to); Valkey speaks the same protocol.
+CACHE_URL_SCHEMES = ("redis", "rediss", "unix")
 
 #: Languages a translation task exists for; English is passed through untranslated.
 SOURCE_LANGUAGES: tuple[str, ...] = ("ar", "he")
@@ -70,7 +73,28 @@ class Settings(BaseSettings):
         "skip the disk; 0 turns the memory tier off."
     )
     cache_retry_seconds: float = Field(
-        30.0, description="While the cache is unusable, how often to try to reopen it."
+        30.0, description="While the cache is unusable, how often to try to reopen it (or reconnect to Redis)."
+    )
+    cache_url: SecretStr | None = Field(
+        None, description="Shared cache tier on Redis >= 6 or Valkey: `redis://[user:password@]host:port/db`, "
+        "`rediss://...` (TLS) or `unix:///path/to/socket`. Unset: the embedded diskcache at cache_dir. Set, the "
+        "same Redis also holds the rate-limit buckets and the claims that coalesce identical work across replicas.",
+    )
+    cache_ttl_seconds: float | None = Field(
+        None, gt=0, description="Optional expiry of every cached entry, in seconds (both backends). Unset: entries "
+        "live until evicted (diskcache: cache_size_limit; Redis: maxmemory with allkeys-lru).",
+    )
+    cache_timeout_seconds: float = Field(
+        0.5, gt=0, description="Redis connect and read time-out. A slower answer makes the shared cache count as "
+        "unusable (requests go on uncached) until the next retry.",
+    )
+    coalesce_wait_seconds: float = Field(
+        60.0, ge=0, description="With cache_url: how long a replica waits for another replica already translating "
+        "the same request before translating it itself. 0: never wait.",
+    )
+    coalesce_claim_seconds: float = Field(
+        10.0, gt=0, description="With cache_url: lifetime of a replica's claim on work it is running, renewed while "
+        "it runs; a claimant that dies is noticed by the waiting replicas this long after at most.",
     )
 
     device: Device = Field("auto", description="auto picks cuda, then mps, then cpu.")
@@ -186,6 +210,19 @@ class Settings(BaseSettings):
         """Environment variables hold lists as `a,b,c`; blanks are dropped so `NEWSMT_API_KEYS=` means none."""
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cache_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        """Only schemes redis-py connects to; an empty variable means unset, so `NEWSMT_CACHE_URL=` is diskcache."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str):
+            if not raw.strip():
+                return None
+            if urlsplit(raw.strip()).scheme not in CACHE_URL_SCHEMES:
+                raise ValueError(f"cache_url must start with {', '.join(s + '://' for s in CACHE_URL_SCHEMES)}")
+            return raw.strip()
         return value
 
     def model_source(self, task: str) -> str:

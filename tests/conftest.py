@@ -6,26 +6,33 @@ Nothing here downloads anything; every component (tokenizers, models, diskcache)
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from service.api.app import create_app
 from service.cache.segment_cache import SegmentCache
 from service.config import Settings
 from service.engines.manager import ModelManager
 from service.pipeline.translate import Pipeline
+from service.testing.redis_server import REDIS_SERVER, RedisServer
 from service.testing.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
+from service.text.cleaning import clean_document
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
+#: Every paragraph of the seed articles, cleaned: distinct real texts for tests that need many.
+PARAGRAPHS = [p for path in sorted(SEEDS.glob("*.txt")) for p in clean_document(path.read_text("utf-8")).paragraphs]
 
 
 def require_program(path: Path, package: str) -> None:
@@ -66,6 +73,38 @@ def tiny_bart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bart(tmp_path_factory.mktemp("tiny-bart") / "summarize", english_corpus(), seed=3)
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def start_serve(settings: Settings, port: int) -> subprocess.Popen[str]:
+    """`newsmt serve` as a user runs it (no --host), ready to answer."""
+    process = launch_serve(settings, port)
+    wait_serving(process, port)
+    return process
+
+
+def launch_serve(settings: Settings, port: int, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """`newsmt serve` started, not yet waited for (so that several start at once); `env` adds variables."""
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+                            env={**env_for(settings), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_serving(process: subprocess.Popen[str], port: int) -> None:
+    def answers() -> bool:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answers, "newsmt serve to start", timeout=120)
+
+
 def settings_for(root: Path, tiny_models: dict[str, Path], **overrides: object) -> Settings:
     values: dict = {
         "models_dir": root / "models",
@@ -86,6 +125,8 @@ def env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSMT_")}
     for name, value in settings.model_dump().items():
         if name in settings.model_fields_set:
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[f"NEWSMT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     env["HF_HUB_OFFLINE"] = "1"
     return env
@@ -124,6 +165,13 @@ def seed(name: str) -> str:
     return next(SEEDS.glob(f"{name}_*.txt")).read_text(encoding="utf-8")
 
 
+def metric_at(url: str, name: str, **labels: str) -> float:
+    """Sum of the /metrics samples named `name` whose labels include `labels` (0 when there are none)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
 class LiveServer:
     """A real uvicorn serving `create_app(settings)` on a free loopback port, in a thread of the test process (so
     the session's tiny models and imported torch are reused and start-up takes milliseconds)."""
@@ -147,10 +195,7 @@ class LiveServer:
         return self
 
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of the /metrics samples named `name` whose labels include `labels` (0 when there are none)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+        return metric_at(self.url, name, **labels)
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -170,6 +215,22 @@ def live_server(tmp_path_factory: pytest.TempPathFactory,
                 env.delenv(name)
             settings = settings_for(tmp_path_factory.mktemp("server"), tiny_models, **overrides)
         servers.append(LiveServer(settings).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """Starts real redis-servers on free loopback ports: `redis_server(*server_options, password=None)`; each is
+    stopped when the test is done."""
+    require_program(Path(REDIS_SERVER), "redis-server")
+    servers: list[RedisServer] = []
+
+    def start(*args: str, password: str | None = None) -> RedisServer:
+        servers.append(RedisServer(tmp_path_factory.mktemp("redis"), *args, password=password).start())
         return servers[-1]
 
     yield start

@@ -5,13 +5,19 @@ HTTP load client and the bare route work over a real uvicorn, and targets get th
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.corpus import SentenceSampler, article_segments, make_articles
 from bench.http_load import BARE_FACTORY, drive, serve
 from bench.prepare import worker_env
+from bench.redis_cases import _seed
 from bench.report import evaluate
 from bench.servers import PAYLOAD_ENV
+from service.cache.redis_backend import RedisCache
+from service.cache.redis_link import RedisLink
+from service.cache.segment_cache import SegmentCache
+from service.testing.redis_server import RedisServer
 from service.text.cleaning import split_sentences
 
 
@@ -45,6 +51,9 @@ def test_target_verdicts() -> None:
         "bulk_cold": {"metrics": {"tokens_per_s": 900.0, "seconds": 50.0}},
         "bulk_warm": {"metrics": {"seconds": 1.0}},
         "both_models": {"metrics": {"peak_rss_mb": 1000.0}},
+        "bulk_warm_redis": {"metrics": {"seconds": 1.5}},
+        "http_redis": {"metrics": {"diskcache": {"req_per_s": 1000.0, "p99_ms": 20.0},
+                                   "redis": {"req_per_s": 900.0, "p99_ms": 30.0}}},
     }
     verdicts = {row["target"]: (row["verdict"], row["measured"], row["margin"]) for row in evaluate(results)}
     assert verdicts["bulk end to end / best raw engine call"] == ("PASS", 0.9, round(0.9 / 0.85, 3))
@@ -52,3 +61,20 @@ def test_target_verdicts() -> None:
     assert verdicts["warm rerun speed-up over cold"] == ("MISS", 50.0, 0.5)
     assert verdicts["both models on CTranslate2: peak RSS"] == ("MISS", 1000.0, 0.8)
     assert verdicts["HTTP p99, warm clients"] == ("n/a", None, None)
+    assert verdicts["cache-hit HTTP req/s: Redis / diskcache"] == ("PASS", 0.9, round(0.9 / 0.8, 3))
+    assert verdicts["cache-hit HTTP p99: diskcache / Redis"][:2] == ("MISS", 0.667)
+    assert verdicts["bulk warm rerun speed: Redis / diskcache"][:2] == ("MISS", 0.667)
+
+
+def test_redis_cases_copy_diskcache_entries_and_size_them(redis_server: Callable[..., RedisServer],
+                                                          tmp_path: Path) -> None:
+    cache = SegmentCache.on_disk(tmp_path / "disk", 10**8)
+    cache.set_many({"a" * 64: "a sentence", "b" * 64: '{"translation": "a sentence", "paragraphs": []}'})
+    cache.get_many(["a" * 64])
+    cache.close()  # writes the counters, which are not entries
+    redis = redis_server()
+    sizing = _seed(redis, tmp_path / "disk")
+    assert (sizing["entries"], sizing["articles"], sizing["segments"]) == (2, 1, 1)
+    assert sizing["used_memory_bytes"] > 0 and sizing["memory_usage_mean"]["segment"] > len("a sentence")
+    shared = SegmentCache(RedisCache(RedisLink(redis.url, 1.0, 1.0)))
+    assert shared.get_many(["a" * 64]) == {"a" * 64: "a sentence"}  # the same key and value through Redis

@@ -31,7 +31,7 @@ def test_key_is_stable_and_changes_with_every_input() -> None:
 
 
 def test_get_set_and_counters(tmp_path: Path) -> None:
-    cache = SegmentCache(tmp_path / "c", 10**8)
+    cache = SegmentCache.on_disk(tmp_path / "c", 10**8)
     assert cache.get_many(["a", "b"]) == {}
     cache.set_many({"a": "x"})
     assert cache.get_many(["a", "b"]) == {"a": "x"}
@@ -42,7 +42,7 @@ def test_get_set_and_counters(tmp_path: Path) -> None:
 
 
 def _writer(directory: str, start: int) -> None:
-    cache = SegmentCache(Path(directory), 10**8)
+    cache = SegmentCache.on_disk(Path(directory), 10**8)
     cache.set_many({f"k{i}": f"v{i}" for i in range(start, start + 200)})
 
 
@@ -54,15 +54,15 @@ def test_two_processes_share_one_directory(tmp_path: Path) -> None:
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    found = SegmentCache(tmp_path / "c", 10**8).get_many(f"k{i}" for i in range(400))
+    found = SegmentCache.on_disk(tmp_path / "c", 10**8).get_many(f"k{i}" for i in range(400))
     assert len(found) == 400 and found["k399"] == "v399"
 
 
 def test_corrupt_database_degrades_to_misses(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     directory = tmp_path / "c"
-    SegmentCache(directory, 10**8).set_many({"a": "x"})
+    SegmentCache.on_disk(directory, 10**8).set_many({"a": "x"})
     (directory / "cache.db").write_bytes(b"this is not a sqlite database" * 100)
-    cache = SegmentCache(directory, 10**8, retry_seconds=3600)
+    cache = SegmentCache.on_disk(directory, 10**8, retry_seconds=3600)
     assert cache.get_many(["a"]) == {}  # never a wrong value, never an exception
     cache.set_many({"a": "y"})
     assert not cache.available and "cache" in (cache.error or "")
@@ -83,7 +83,7 @@ def test_read_only_directory_degrades(tmp_path: Path) -> None:
     lock, unlock = _unwritable(directory)
     subprocess.run(lock, check=True)
     try:
-        cache = SegmentCache(directory, 10**8)
+        cache = SegmentCache.on_disk(directory, 10**8)
         assert cache.get_many(["a"]) == {} and not cache.available
     finally:
         subprocess.run(unlock, check=True)
@@ -93,7 +93,7 @@ def test_directory_removed_while_running_recovers(tmp_path: Path) -> None:
     import shutil
 
     directory = tmp_path / "c"
-    cache = SegmentCache(directory, 10**8, retry_seconds=0)
+    cache = SegmentCache.on_disk(directory, 10**8, retry_seconds=0)
     cache.set_many({"a": "x"})
     shutil.rmtree(directory)
     cache.set_many({"b": "y"})  # must not raise
@@ -106,7 +106,7 @@ def test_directory_removed_while_running_recovers(tmp_path: Path) -> None:
 def test_unusable_path_degrades_and_stats_say_why(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    cache = SegmentCache(blocker / "cache", 10**8)
+    cache = SegmentCache.on_disk(blocker / "cache", 10**8)
     assert cache.get_many(["a"]) == {}
     cache.set_many({"a": "x"})
     stats = cache.stats()
@@ -119,7 +119,7 @@ def test_memory_tier_keeps_hot_entries_through_a_broken_disk_and_stays_within_it
     import shutil
 
     directory = tmp_path / "c"
-    cache = SegmentCache(directory, 10**8, retry_seconds=3600, memory_limit=20_000)
+    cache = SegmentCache.on_disk(directory, 10**8, retry_seconds=3600, memory_limit=20_000)
     cache.set_many({"hot": "translated once"})
     shutil.rmtree(directory)  # the disk cache is gone (and not retried for an hour)...
     time.sleep(HEALTH_CHECK_SECONDS + 0.1)  # ...which the cache notices at its next health check
@@ -133,10 +133,10 @@ def test_memory_tier_keeps_hot_entries_through_a_broken_disk_and_stays_within_it
 
 def test_counts_from_many_lookups_reach_the_shared_counters(tmp_path: Path) -> None:
     directory = tmp_path / "c"
-    cache = SegmentCache(directory, 10**8)
+    cache = SegmentCache.on_disk(directory, 10**8)
     cache.set_many({"a": "x"})
     for _ in range(50):
         cache.get_many(["a", "b"])
     cache.close()  # closing writes what was counted in memory
-    stats = SegmentCache(directory, 10**8).stats()  # as another process (`newsmt cache stats`) sees them
+    stats = SegmentCache.on_disk(directory, 10**8).stats()  # as another process (`newsmt cache stats`) sees them
     assert (stats.hits, stats.misses) == (50, 50)

@@ -130,7 +130,7 @@ def test_health_readiness_and_cache_stats(server: LiveServer) -> None:
     post(server, {"text": first_lines("001", 1)})
     stats = httpx.get(f"{server.url}/v1/cache/stats", timeout=30).json()
     assert stats["available"] and stats["entries"] > 0 and stats["misses"] > 0
-    assert stats["directory"] == str(server.settings.cache_dir)
+    assert (stats["backend"], stats["location"]) == ("diskcache", str(server.settings.cache_dir))
 
 
 def test_metrics_count_requests_by_route_and_status(server: LiveServer) -> None:

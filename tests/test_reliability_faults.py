@@ -29,12 +29,19 @@ import pytest
 
 from service.bulk.run import discover, translate_tree
 from service.config import Settings
-from service.text.cleaning import clean_document
-from tests.conftest import SEEDS, LiveServer, env_for, make_pipeline, settings_for
+from service.testing.redis_server import RedisServer, free_port
+from tests.conftest import (
+    PARAGRAPHS,
+    LiveServer,
+    env_for,
+    make_pipeline,
+    settings_for,
+    start_serve,
+    wait_until,
+)
 
 RETRY_SECONDS = 1.0  # how soon a degraded cache is retried in these tests (production default: 30 s)
 HEALTH_CHECK_SECONDS = 0.2  # how often an open cache checks its file in these tests (production: 1 s)
-PARAGRAPHS = [p for path in sorted(SEEDS.glob("*.txt")) for p in clean_document(path.read_text("utf-8")).paragraphs]
 ARABIC, HEBREW = PARAGRAPHS[20], PARAGRAPHS[1]  # seed 001 is Arabic, seed 000 Hebrew
 
 
@@ -47,13 +54,6 @@ def translate(server: LiveServer, text: str) -> dict[str, Any]:
 def readiness(server: LiveServer) -> tuple[int, list[str]]:
     response = httpx.get(f"{server.url}/readyz", timeout=30)
     return response.status_code, response.json()["reasons"]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def degraded(server: LiveServer, reason: str) -> list[str]:
@@ -271,34 +271,12 @@ def test_bulk_cli_killed_at_random_points_then_rerun_loses_nothing(tmp_path: Pat
 
 
 # -- SIGTERM to a loaded server ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
         return True
     return False
-
-
-def start_serve(settings: Settings, port: int) -> subprocess.Popen[str]:
-    """`newsmt serve` as a user runs it (no --host), ready to answer."""
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-                               env=env_for(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def answers() -> bool:
-        assert process.poll() is None, process.communicate()[0]
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(answers, "newsmt serve to start", timeout=120)
-    return process
 
 
 def test_sigterm_under_load_finishes_in_flight_work_and_refuses_new(tmp_path: Path,
@@ -415,3 +393,78 @@ def test_full_disk_is_a_clear_error_damages_nothing_and_the_rerun_completes(tmp_
         pipeline, _ = make_pipeline(settings)
         assert translate_tree(pipeline, discover([inputs]), out).failed == 0
         assert (out / "long.en.txt").read_text("utf-8").strip() and not temp_files(out)
+
+
+# -- the shared cache tier on Redis ------------------------------------------------------------------------------
+def test_redis_killed_under_load_then_restarted_loses_nothing(redis_server: Callable[..., RedisServer],
+                                                              live_server: Callable[..., LiveServer]) -> None:
+    redis = redis_server()
+    # One sentence per model call: the same text then always gets the same computation, whatever else is in flight.
+    server = live_server(cache_url=redis.url, cache_retry_seconds=RETRY_SECONDS, cache_memory_limit=0, batch_size=1)
+    texts = PARAGRAPHS[40:50]
+    answers: dict[str, set[str]] = {text: set() for text in texts}
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def client(offset: int) -> None:
+        for i in range(offset, 10**6):
+            if stop.is_set():
+                return
+            text = texts[i % len(texts)]
+            response = httpx.post(f"{server.url}/v1/translate", json={"text": text}, timeout=120)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                answers[text].add(response.json()["results"][0]["translation"])
+
+    def served(more: int) -> None:
+        count = len(statuses)
+        wait_until(lambda: len(statuses) >= count + more, f"{more} more answers", timeout=120)
+
+    clients = [threading.Thread(target=client, args=(k * 3,)) for k in range(3)]
+    for thread in clients:
+        thread.start()
+    try:
+        served(20)
+        redis.kill()
+        wait_until(lambda: readiness(server)[0] == 503, "readiness to notice", timeout=15)
+        assert any("is unreachable" in r for r in readiness(server)[1])
+        served(10)  # while it is down
+        redis.start()  # restarted empty, on the same port
+        recovered(server)
+        served(10)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=120)
+    assert set(statuses) == {200}, sorted(set(statuses))
+    assert all(len(seen) == 1 for seen in answers.values()), answers  # every answer equal to its first answer
+    fresh = PARAGRAPHS[55]
+    first = translate(server, fresh)
+    assert translate(server, fresh)["cached_segments"] == first["segments"] > 0  # caching resumed
+    assert redis.client().dbsize() > 0
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "out of memory", "read-only replica", "slow"])
+def test_redis_refusing_or_hung_serves_uncached_with_the_reason_in_readyz(
+        fault: str, redis_server: Callable[..., RedisServer], live_server: Callable[..., LiveServer]) -> None:
+    reason = {"wrong password": "refused the credentials", "out of memory": "out of memory",
+              "read-only replica": "read-only replica", "slow": "did not answer within"}[fault]
+    if fault == "wrong password":
+        redis = redis_server(password="right")
+        url = redis.url_with("wrong")
+    elif fault == "out of memory":
+        redis = redis_server("--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+        redis.fill_memory()
+        url = redis.url
+    elif fault == "read-only replica":
+        url = redis_server("--replicaof", "127.0.0.1", str(free_port())).url  # its primary is down
+    else:
+        redis = redis_server()
+        redis.pause()  # SIGSTOP: connects, never answers (stopped by the fixture)
+        url = redis.url
+    server = live_server(cache_url=url, cache_retry_seconds=RETRY_SECONDS, cache_memory_limit=0)
+    first = translate(server, ARABIC)
+    assert first["cached_segments"] == 0
+    served_uncached(server, ARABIC, first["translation"])
+    reasons = degraded(server, reason)
+    assert "right" not in " ".join(reasons) and "wrong" not in " ".join(reasons)  # no password in a message

@@ -79,6 +79,7 @@ def unload_model(task: str, state: Admitted) -> dict[str, Any]:
 
 @admin.get("/cache/stats")
 def cache_stats(state: Admitted) -> dict[str, Any]:
-    """Entries, size and hit counts of the shared disk cache (the CLI and the server count together)."""
+    """Entries, size and hit counts of the cache: diskcache, or the Redis tier with NEWSMT_CACHE_URL (the CLI and
+    every server count together)."""
     stats = state.cache.stats()
     return {**asdict(stats), "hit_rate": round(stats.hit_rate, 4)}

@@ -182,7 +182,8 @@ class Language(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
-    reasons: list[str] = Field(description="Why not ready: the cache is unusable (and why), a model is missing.")
+    reasons: list[str] = Field(description="Why not ready: the cache (diskcache or Redis) is unusable and why, a "
+                               "model is missing.")
 
 
 class ErrorDetail(BaseModel):

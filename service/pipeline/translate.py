@@ -310,15 +310,15 @@ class Pipeline:
                     work.result.cache_misses += 1
                     misses[seg.task][seg.key] = seg.text
         failed: dict[str, NewsMTError] = {}
+        produced: dict[str, str] = {}  # every new entry, sentences and articles, stored in one write at the end
         for task, by_key in misses.items():
             try:
                 outputs = self._infer(task, list(by_key.values()), gen)
             except NewsMTError as exc:
                 failed[task] = exc
                 continue
-            produced = dict(zip(by_key, outputs, strict=True))
-            self.cache.set_many(produced)
-            found.update(produced)
+            produced.update(zip(by_key, outputs, strict=True))
+        found.update(produced)
         for work in works:
             broken = next((failed[s.task] for s in work.segments if s.task in failed), None)
             if broken is not None:
@@ -332,7 +332,8 @@ class Pipeline:
                 for p, (paragraph, lang) in enumerate(zip(work.paragraphs, work.languages, strict=True))
             ]
             self._finish(work, translations)
-            self.cache.set_many({work.doc_key: self._cached_article(work.result)})
+            produced[work.doc_key] = self._cached_article(work.result)
+        self.cache.set_many(produced)
 
     def _finish(self, work: _Work, translations: list[str]) -> None:
         work.result.paragraphs = [

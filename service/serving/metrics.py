@@ -43,10 +43,16 @@ class Metrics:
                               registry=r)
         self.coalesced = Counter("newsmt_coalesced_requests", "Requests answered by joining an identical "
                                  "translation or summary already in flight.", registry=r)
+        self.replica_waits = Counter("newsmt_replica_waits", "Translations this replica waited for while another "
+                                     "replica (sharing NEWSMT_CACHE_URL) ran them; outcome=answered: its result "
+                                     "came from the cache, own: translated here after all.", ["outcome"], registry=r)
 
     def on_batch(self, task: str, segments: int, tokens: int) -> None:
         self.batch_segments.labels(task).observe(segments)
         self.batch_tokens.labels(task).inc(tokens)
+
+    def count_replica_wait(self, answered: bool) -> None:
+        self.replica_waits.labels("answered" if answered else "own").inc()
 
     def on_load(self, task: str, seconds: float) -> None:
         self.model_load.labels(task).observe(seconds)

@@ -3,13 +3,13 @@ for running them.
 
 `ServiceState.translate` and `ServiceState.summarize` are the only ways a route reaches a model, so every
 translation (native or LibreTranslate-compatible) and every summary gets the same treatment: identical concurrent
-work coalesced, a bounded number of requests in flight (429 beyond it), a per-request time limit (504), and the work
-run in a worker thread so inference never blocks the loop. Repeated articles are answered from the article cache on
-the event loop before any of that.
+work coalesced (translations across replicas too, with the shared Redis tier: see claims.py), a bounded number of
+requests in flight (429 beyond it), a per-request time limit (504), and the work run in a worker thread so inference
+never blocks the loop. Repeated articles are answered from the article cache on the event loop before any of that.
 
-Why the cache hit is answered on the loop: it costs one hash and one SQLite read per article (tens of
-microseconds), less than handing work to a thread and back, and under many concurrent clients those hand-offs
-(and the threads' fight for the GIL with the loop) made up most of a cached request's latency.
+Why the cache hit is answered on the loop: it costs one hash per article and one SQLite read or Redis MGET for all
+of them (tens of microseconds), less than handing work to a thread and back, and under many concurrent clients
+those hand-offs (and the threads' fight for the GIL with the loop) made up most of a cached request's latency.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from service.engines.manager import ModelManager
 from service.errors import InputTooLarge, ItemFailed, NewsMTError, Overloaded, RequestTimedOut
 from service.pipeline.summarize import Summarizer, SummaryOptions, SummaryResult
 from service.pipeline.translate import ArticleResult, PendingArticles, Pipeline
+from service.serving.claims import ClaimBoard
 from service.serving.coalesce import Coalescer
 from service.serving.metrics import Metrics
 from service.serving.ratelimit import RateLimiter
@@ -51,13 +52,18 @@ class ServiceState:
     summarizer: Summarizer = field(init=False)
     #: One in-flight map for all work; keys start with the kind of work, so results of different kinds never mix.
     coalescer: Coalescer[Any] = field(init=False)
+    claims: ClaimBoard | None = field(init=False)  # with the shared Redis tier: coalescing across replicas
     rate_limiter: RateLimiter = field(init=False)
     _inflight: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.summarizer = Summarizer(self.pipeline)
         self.coalescer = Coalescer(on_join=self.metrics.coalesced.inc)
-        self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        link = self.cache.link
+        self.claims = None if link is None else ClaimBoard(
+            link, self.settings.coalesce_claim_seconds, self.settings.coalesce_wait_seconds,
+            on_wait=self.metrics.count_replica_wait)
+        self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute, shared=link)
 
     def check_request_size(self, texts: list[str], field_name: str | None) -> None:
         """Refuse an oversized request before any work, stating the limit it broke. `field_name` names the list
@@ -82,7 +88,7 @@ class ServiceState:
             return pending.results
         # The article keys already digest texts, source, settings and models: identical work, identical keys.
         return await self._serve("translation", digest(["translate", pending.keys]),
-                                 partial(self._finish_translation, pending))
+                                 partial(self._finish_translation, pending), settled=partial(self._settled, pending))
 
     async def summarize(self, texts: list[str], source: str, options: SummaryOptions,
                         beam_size: int | None = None) -> list[SummaryResult]:
@@ -103,9 +109,15 @@ class ServiceState:
         self.metrics.count_cache(r.article for r in results)
         return results
 
-    async def _serve(self, what: str, key: str, work: Callable[[], R]) -> R:
-        """`work()` in a worker thread, or the future of identical work already in flight, within the time limit."""
-        future = self.coalescer.run(key, partial(self._run_bounded, work))
+    async def _serve(self, what: str, key: str, work: Callable[[], R],
+                     settled: Callable[[], R | None] | None = None) -> R:
+        """`work()` in a worker thread, or the future of identical work already in flight, within the time limit.
+        `settled` (a cache lookup, None while incomplete) lets a replica sharing the Redis tier wait for another one
+        that claimed the same work instead of repeating it."""
+        start = partial(self._run_bounded, work)
+        if self.claims is not None and settled is not None:
+            start = partial(self.claims.run, key, start, settled)
+        future = self.coalescer.run(key, start)
         limit = self.settings.request_timeout_seconds
         try:
             return cast(R, await asyncio.wait_for(asyncio.shield(future), limit))
@@ -114,6 +126,15 @@ class ServiceState:
                 f"{what} did not finish within {limit:g} s (NEWSMT_REQUEST_TIMEOUT_SECONDS); it goes on in the "
                 "background, so a retry is served from the cache once it is done"
             ) from None
+
+    def _settled(self, pending: PendingArticles) -> list[ArticleResult] | None:
+        """The results once the cache holds them all (another replica translated them), else None."""
+        again = self.pipeline.lookup(pending.texts, pending.source, ids=[w.result.id for w in pending.works],
+                                     beam_size=pending.gen.beam_size, may_block=False)
+        if not again.complete:
+            return None
+        self.metrics.count_cache(again.results)
+        return again.results
 
     async def _run_bounded(self, work: Callable[[], R]) -> R:
         """Run `work` in a worker thread, holding one in-flight slot until the thread is done, even when every
