@@ -103,3 +103,22 @@ class ItemFailed(NewsMTError):
         self.error = error
         self.code = error.code
         super().__init__(f"{field}[{index}]: {error}")
+
+
+class InvalidGlossary(InvalidInput):
+    """A glossary file or request glossary that cannot be used: no terms, a side missing, a source not Arabic or
+    Hebrew, a bad name."""
+
+    code = "invalid_glossary"
+
+
+class GlossaryNotFound(NewsMTError):
+    code = "glossary_not_found"
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"no glossary named {name!r}; list them with `newsmt glossary list` or GET /v1/glossaries")
+
+
+class AdminKeyRequired(InvalidApiKey):
+    """A valid API key that is not one of NEWSMT_ADMIN_API_KEYS tried to change shared state (glossaries)."""

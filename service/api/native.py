@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body
@@ -11,8 +12,13 @@ from service.api.deps import Admitted
 from service.api.schemas import (
     ARABIC_EXAMPLE,
     HEBREW_EXAMPLE,
+    AlternativeOut,
+    GlossaryTermUse,
+    LowConfidenceOut,
     ModelRef,
     Paragraph,
+    Sentence,
+    TermOut,
     TranslateRequest,
     TranslateResponse,
     Translation,
@@ -24,24 +30,8 @@ from service.serving.state import raise_first_error
 router = APIRouter(prefix="/v1", tags=["translate"])
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def translation_body(result: ArticleResult, with_paragraphs: bool) -> Translation:
+def translation_body(result: ArticleResult, with_paragraphs: bool, threshold: float, alternatives: int = 0,
+                     glossary: bool = False) -> Translation:
     item = Translation(
         translation=result.translation or "",
         detected_language=result.detected_language,
@@ -50,10 +40,19 @@ def translation_body(result: ArticleResult, with_paragraphs: bool) -> Translatio
         segments=result.segments,
         cached_segments=result.cache_hits,
         models=[ModelRef(**m) for m in result.models],
+        low_confidence=[LowConfidenceOut(**asdict(low)) for low in result.low_confidence(threshold)],
     )
     if with_paragraphs:
-        item.paragraphs = [Paragraph(source=p.source, translation=p.translation, language=p.language)
-                           for p in result.paragraphs]
+        item.paragraphs = [Paragraph(source=p.source, translation=p.translation, language=p.language, sentences=[
+            Sentence(source=s.source, translation=s.translation, score=s.score,
+                     low_confidence=s.score is not None and s.score < threshold,
+                     alternatives=[AlternativeOut(translation=h.text, score=h.score) for h in s.alternatives],
+                     terms=[TermOut(**asdict(t)) for t in s.terms]) for s in p.sentences])
+            for p in result.paragraphs]
+    if alternatives:
+        item.alternatives = result.alternatives(alternatives)
+    if glossary:
+        item.glossary_terms = [GlossaryTermUse(**term) for term in result.terms()]
     return item
 
 
@@ -65,6 +64,9 @@ async def translate(
         "hebrew": {"summary": "Hebrew, with paragraphs returned", "value": {
             "text": HEBREW_EXAMPLE, "source": "he", "options": {"return_segments": True}}},
         "many": {"summary": "Several articles at once", "value": {"texts": [ARABIC_EXAMPLE, HEBREW_EXAMPLE]}},
+        "glossary": {"summary": "Pinned names and two alternatives", "value": {
+            "text": ARABIC_EXAMPLE, "glossary": {"الأمين العام للأمم المتحدة": "UN Secretary-General"},
+            "options": {"alternatives": 2, "return_segments": True}}},
     })],
 ) -> TranslateResponse:
     """Translate Arabic or Hebrew news into English. Repeated sentences come from the cache; identical concurrent
@@ -73,10 +75,15 @@ async def translate(
     texts = request.articles()
     field_name = "texts" if request.texts is not None else None
     state.check_request_size(texts, field_name)
-    results = await state.translate(texts, request.source, request.options.beam_size)
+    glossary = state.glossary(request.glossary)
+    options = request.options
+    results = await state.translate(texts, request.source, options.beam_size, alternatives=options.alternatives,
+                                    glossary=glossary)
     raise_first_error(results, field_name)
+    threshold = state.settings.low_confidence
     return TranslateResponse(
-        results=[translation_body(r, request.options.return_segments) for r in results],
+        results=[translation_body(r, options.return_segments, threshold, options.alternatives, glossary is not None)
+                 for r in results],
         usage=Usage(
             segments=sum(r.segments for r in results),
             cache_hits=sum(r.cache_hits for r in results),

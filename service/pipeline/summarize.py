@@ -423,7 +423,7 @@ class Summarizer:
                 batch = members[start:start + size]
                 texts = [requests[i][0] for i in batch]
                 for i, output in zip(batch, engine.generate(texts, gen), strict=True):
-                    outputs[i] = output
+                    outputs[i] = output.best.text
                 if self._on_batch is not None:
                     self._on_batch(SUMMARIZE_TASK, len(texts), sum(engine.count_tokens(texts)))
         return outputs
