@@ -153,6 +153,13 @@ class ArticlesRequest(TranslateRequest):
     ratio: float | None = Field(None, gt=0, le=1, description="Also cap at this fraction of the article's words.")
     max_sentences: int | None = Field(None, ge=1, description="Most sentences LexRank picks.")
 
+    @model_validator(mode="after")
+    def _translate_only(self) -> ArticlesRequest:
+        """Say so rather than ignore them: summaries are made without glossaries or alternatives."""
+        if self.glossary is not None or self.options.alternatives:
+            raise ValueError("`glossary` and `options.alternatives` are taken by /v1/translate only")
+        return self
+
     def field_name(self) -> str | None:
         return "texts" if self.texts is not None else None
 

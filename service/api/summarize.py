@@ -45,20 +45,6 @@ from service.serving.state import ServiceState, raise_first_error
 router = APIRouter(prefix="/v1", tags=["summarize"])
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _usage(articles: Sequence[ArticleResult], started: float) -> Usage:
     return Usage(segments=sum(a.segments for a in articles), cache_hits=sum(a.cache_hits for a in articles),
                  cache_misses=sum(a.cache_misses for a in articles),
@@ -128,7 +114,8 @@ async def articles(
     summaries = await _summarize(state, request.articles(), request.source, request.field_name(), options,
                                  request.options.beam_size)
     return ArticlesResponse(
-        results=[ArticleItem(**dict(translation_body(s.article, request.options.return_segments)),
+        results=[ArticleItem(**dict(translation_body(s.article, request.options.return_segments,
+                                                               state.settings.low_confidence)),
                              summary=s.summary or "", summarizer=SummaryInfo.model_validate(s.describe()))
                  for s in summaries],
         usage=_usage([s.article for s in summaries], started),
