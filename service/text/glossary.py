@@ -37,10 +37,11 @@ _DROPPED = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u0640\u0591-\u05bd\u05b
 _FOLDED = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "׳": "'", "’": "'", "״": '"'})
 _ARABIC = re.compile("[\u0600-\u06ff]")
 _HEBREW = re.compile("[\u0590-\u05ff]")
-#: Clitics a name can carry, in normalised form (see the module docstring).
+#: Clitics a name can carry, in normalised form (see the module docstring). Lazy, so the shortest prefix is tried
+#: first: a term that itself starts with ال, ل or ו keeps those letters rather than losing them to the prefix.
 _PREFIXES = {
-    "ar": "[وف]?(?:[بكل])?(?:ال|ل)?",
-    "he": "ו?(?:כש|ש)?מ?[הבכל]?",
+    "ar": "[وف]??(?:[بكل])??(?:ال|ل)??",
+    "he": "ו??(?:כש|ש)??מ??[הבכל]??",
 }
 _ARTICLES = {"ar": "ال", "he": "ה"}
 _HYPHENS = "[-\u05be]?"
