@@ -134,13 +134,14 @@ def test_a_protected_term_comes_out_exactly(tmp_path: Path, copy_models: dict[st
 def test_editing_a_glossary_retranslates_only_sentences_with_its_terms(tmp_path: Path,
                                                                        copy_models: dict[str, Path]) -> None:
     pipeline, log = make_pipeline(copy_settings(tmp_path, copy_models))
-    article = f"{EXAMPLES['ar']}\n\n{EXAMPLES['he']}"
-    pipeline.translate([article], "auto", glossary=NAMES)
+    article = f"{EXAMPLES['ar']}\n\n{GARBLED}"  # one sentence with a term, one without
+    pipeline.translate([article], "ar", glossary=NAMES)
     before = log.total
     edited = Glossary(parse_terms([("بوتين", "Vladimir Putin"), ("טו לאם", "To Lam")]))
-    [result] = pipeline.translate([article], "auto", glossary=edited)
+    [result] = pipeline.translate([article], "ar", glossary=edited)
     assert log.total - before == 1 and result.cache_hits == 1 and result.cache_misses == 1
-    [plain] = pipeline.translate([EXAMPLES["he"]], "he")  # no term in it: shared with glossary-free requests
+    assert result.sentences[0].translation.startswith("التقى الرئيس Vladimir Putin")
+    [plain] = pipeline.translate([GARBLED], "ar")  # no term in it: shared with glossary-free requests
     assert plain.cache_hits == 1
 
 
@@ -239,7 +240,7 @@ def test_cli_glossary_commands_and_bulk_run(tmp_path: Path, copy_models: dict[st
     assert [low["source"] for low in record["low_confidence"]] == [GARBLED]
     assert record["glossary"]["name"] == "names" and record["glossary"]["terms"][0]["found"] == 1
     report = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert report.count('<span class="low"') == 1 and 'data-stat="low-confidence">1<' in report
+    assert report.count('class="low" title="score') == 1 and 'data-stat="low-confidence">1<' in report
     assert 'data-term="Putin"' in report
     by_file = newsmt("translate", "in", "--out", "out2", "--source", "ar", "--glossary", str(tmp_path / "names.tsv"))
     assert by_file.returncode == 0, by_file.stderr
