@@ -13,9 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.config import TASKS
+from service.engines.base import GenerationSettings
+from service.engines.factory import load_engine
 from service.errors import InvalidGlossary, InvalidInput
 from service.pipeline.sentences import SentenceResult
+from service.store.convert import convert_model
 from service.store.glossaries import GlossaryStore, parse_table
+from service.store.model_store import ModelStore
 from service.testing.copy_model import EXAMPLES
 from service.text.glossary import Glossary, Term, parse_terms, restore
 from tests.conftest import LiveServer, env_for, make_pipeline, settings_for
@@ -248,3 +253,21 @@ def test_cli_glossary_commands_and_bulk_run(tmp_path: Path, copy_models: dict[st
     assert GlossaryStore(settings.glossaries_dir).listing() == []
     gone = newsmt("translate", "in", "--out", "out3", "--glossary", "names")
     assert gone.returncode == 2 and "no glossary named 'names'" in gone.stderr
+
+
+def test_ctranslate2_scores_and_alternatives_match_transformers(tmp_path: Path, copy_models: dict[str, Path]) -> None:
+    """One meaning of a score on both backends: CTranslate2's (length penalty undone) and the transformers pass
+    agree, up to the odd token the two decoders split differently (same text, other pieces)."""
+    settings = copy_settings(tmp_path, copy_models, ct2_quantization="float32")
+    resolved = ModelStore(settings).resolve("translate:ar-en")
+    convert_model(settings.models_dir, resolved, "float32")
+    ct2 = load_engine(resolved, settings.model_copy(update={"backend": "ctranslate2"}), TASKS["translate:ar-en"])
+    torch_engine = load_engine(resolved, settings, TASKS["translate:ar-en"])
+    texts = [EXAMPLES["ar"], GARBLED, EXAMPLES["he"]]
+    for gen in (GenerationSettings(1, 40, 100), GenerationSettings(4, 40, 100, num_hypotheses=3)):
+        ours, theirs = ct2.generate(texts, gen), torch_engine.generate(texts, gen)
+        assert [g.best.text for g in ours] == [g.best.text for g in theirs]
+        assert all(abs(a.best.score - b.best.score) < 0.02 for a, b in zip(ours, theirs, strict=True))
+        for generation in ours:
+            scores = [h.score for h in generation.hypotheses]
+            assert 1 <= len(scores) <= (gen.num_hypotheses or 1) and scores == sorted(scores, reverse=True)

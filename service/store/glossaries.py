@@ -37,7 +37,11 @@ def parse_table(text: str) -> tuple[Term, ...]:
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     delimiter = "\t" if any("\t" in line for line in lines) else ","
     pairs = []
-    for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter), start=1):
+    try:
+        rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
+    except csv.Error as exc:  # a NUL byte, a field over the csv module's limit
+        raise InvalidGlossary(f"glossary table cannot be read: {exc}") from exc
+    for number, row in enumerate(rows, start=1):
         cells = [cell.strip() for cell in row]
         if number == 1 and cells and not _is_source_term(cells[0]):
             continue  # header

@@ -45,6 +45,7 @@ _PREFIXES = {
 }
 _ARTICLES = {"ar": "ال", "he": "ה"}
 _HYPHENS = "[-\u05be]?"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def term_language(source: str) -> str:
@@ -109,6 +110,8 @@ def parse_terms(pairs: Iterable[tuple[str, str]]) -> tuple[Term, ...]:
         source, target = " ".join(source.split()), " ".join(target.split())
         if not source or not target:
             raise InvalidGlossary(f"glossary entry {number} needs both a source term and an English term")
+        if _LONE_SURROGATE.search(source + target):  # JSON can carry one; no file or digest can hold it
+            raise InvalidGlossary(f"glossary entry {number} is not valid Unicode (a lone surrogate)")
         term_language(source)
         terms[_normalised(source)] = Term(source, target)
     if not terms:
