@@ -257,13 +257,14 @@ def test_cli_glossary_commands_and_bulk_run(tmp_path: Path, copy_models: dict[st
 
 def test_ctranslate2_scores_and_alternatives_match_transformers(tmp_path: Path, copy_models: dict[str, Path]) -> None:
     """One meaning of a score on both backends: CTranslate2's (length penalty undone) and the transformers pass
-    agree, up to the odd token the two decoders split differently (same text, other pieces)."""
+    agree, up to the odd token the two decoders split differently (same text, other pieces). On sentences the model
+    copies confidently: on a garbled one near-tied tokens may go either way in two different decoders."""
     settings = copy_settings(tmp_path, copy_models, ct2_quantization="float32")
     resolved = ModelStore(settings).resolve("translate:ar-en")
     convert_model(settings.models_dir, resolved, "float32")
     ct2 = load_engine(resolved, settings.model_copy(update={"backend": "ctranslate2"}), TASKS["translate:ar-en"])
     torch_engine = load_engine(resolved, settings, TASKS["translate:ar-en"])
-    texts = [EXAMPLES["ar"], GARBLED, EXAMPLES["he"]]
+    texts = list(EXAMPLES.values())
     for gen in (GenerationSettings(1, 40, 100), GenerationSettings(4, 40, 100, num_hypotheses=3)):
         ours, theirs = ct2.generate(texts, gen), torch_engine.generate(texts, gen)
         assert [g.best.text for g in ours] == [g.best.text for g in theirs]
