@@ -31,6 +31,7 @@ KEY = "contract-test-key"
 OPERATIONS = {
     "POST /v1/translate", "POST /v1/summarize", "POST /v1/articles",
     "GET /v1/models", "POST /v1/models/{task}/load", "POST /v1/models/{task}/unload", "GET /v1/cache/stats",
+    "GET /v1/glossaries", "GET /v1/glossaries/{name}", "PUT /v1/glossaries/{name}", "DELETE /v1/glossaries/{name}",
     "GET /healthz", "GET /readyz", "GET /metrics",
     "POST /translate", "POST /detect", "GET /languages", "POST /languages",
 }

@@ -122,10 +122,12 @@ def test_source_selector_switches_the_text_area_direction(tab: Tab, server: Live
     page.fill("#text", "An English sentence.")
     assert page.eval_on_selector("#text", "e => getComputedStyle(e).direction") == "ltr"
     assert page.get_attribute("#text", "lang") is None
-    # Keyboard order: the text, then the source selector, then Translate.
+    # Keyboard order: the text, then the source and alternatives selectors, then Translate.
     page.focus("#text")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "source"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "alternatives"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "translate"
 

@@ -25,7 +25,7 @@ from service.testing.tiny_models import MAX_POSITIONS, _pieces, _save, _train_sp
 from service.text.cleaning import split_sentences
 
 #: Longest training window, in pieces; inputs longer than this copy less reliably (positions it never saw).
-MAX_WINDOW = 20
+MAX_WINDOW = 16
 #: Enough for the loss to flatten on this task; a fixed count (not a time budget) keeps builds reproducible.
 TRAIN_STEPS = 1000
 BATCH = 32
