@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.api import glossaries, libretranslate, native, ops, summarize, web
 from service.api.errors import (
     ADMIN_ERRORS,
+    GLOSSARY_ERRORS,
     LIBRETRANSLATE_ERRORS,
     NATIVE_TRANSLATE_ERRORS,
     TRANSLATION_ERRORS,
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native.router, responses=NATIVE_TRANSLATE_ERRORS)
     app.include_router(summarize.router, responses=TRANSLATION_ERRORS)
     app.include_router(ops.admin, responses=ADMIN_ERRORS)
-    app.include_router(glossaries.router, responses=ADMIN_ERRORS)
+    app.include_router(glossaries.router, responses=GLOSSARY_ERRORS)
     app.include_router(libretranslate.router, responses=LIBRETRANSLATE_ERRORS)
     app.include_router(ops.router)
     app.include_router(web.router)

@@ -80,6 +80,8 @@ NATIVE_TRANSLATE_ERRORS = {**TRANSLATION_ERRORS, **_errors(NativeError, 404)}
 
 
 ADMIN_ERRORS = _errors(NativeError, 401, 403, 404, 413, 422, 429, 503)
+#: /v1/glossaries: a PUT body that is not UTF-8 is a 400, as on the translate routes.
+GLOSSARY_ERRORS = _errors(NativeError, 400, 401, 403, 404, 413, 422, 429)
 
 
 LIBRETRANSLATE_ERRORS = _errors(LibreTranslateError, 400, 401, 403, 413, 429, 503, 504)

@@ -312,7 +312,7 @@ class Pipeline:
                 # Only a sentence a glossary changed is keyed on the glossary: editing a glossary re-translates
                 # the sentences holding its terms and no others.
                 protected = glossary.protect(sentence, lang) if glossary is not None else None
-                if protected is not None and protected.applied:
+                if glossary is not None and protected is not None and protected.applied:
                     settings, model_input = {**key_settings, "glossary": glossary.digest}, protected.text
                 else:
                     protected, settings, model_input = None, key_settings, sentence

@@ -189,5 +189,5 @@ def restore(translation: str, applied: Iterable[AppliedTerm]) -> tuple[str, list
         letters = [re.escape(char) for char in target if char.isalnum()]
         if letters:
             loose = re.compile(r"(?<!\w)" + r"[\s\-'’.]*".join(letters) + r"(?!\w)", re.IGNORECASE)
-            translation = loose.sub(lambda _match, exact=target: exact, translation)
+            translation = loose.sub(target.replace("\\", "\\\\"), translation)  # the exact form, taken literally
     return translation, [term.target in translation for term in applied]
