@@ -146,8 +146,8 @@ class TransformersEngine:
     def _scores(self, batch: Any, sequences: torch.Tensor, per_input: int) -> list[float]:
         """Mean log-probability of each generated sequence's tokens, `</s>` included, from one teacher-forced
         pass over the outputs. Why not `generate(output_scores=True)`: it keeps a batch x beams x vocabulary tensor
-        for every step (hundreds of MB for a 60,000-piece vocabulary), where this holds one chunk's logits at a
-        time and costs one parallel decoder pass, a small fraction of the step-by-step decode."""
+        for every step, where this holds one bounded chunk of logits at a time and costs one parallel decoder pass
+        next to the step-by-step decode."""
         config = self.model.config
         inputs, targets = sequences[:, :-1], sequences[:, 1:]
         finished = (targets == config.eos_token_id).long()
