@@ -20,19 +20,23 @@ from service.bulk.run import discover, translate_tree
 from service.cache.segment_cache import SegmentCache
 from service.config import TASKS, Ct2Quantization, Settings
 from service.engines.manager import ModelManager
-from service.errors import InvalidInput, NewsMTError, UnknownTask, UnsupportedLanguage, mapped
+from service.errors import GlossaryNotFound, InvalidInput, NewsMTError, UnknownTask, UnsupportedLanguage, mapped
 from service.pipeline.summarize import METHODS, STRATEGIES, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions
 from service.pipeline.translate import SOURCE_CHOICES, Pipeline
 from service.store.convert import convert_model
+from service.store.glossaries import GlossaryStore, parse_table
 from service.store.model_store import ModelStore
 
 app = typer.Typer(help="newsmt: translate Hebrew and Arabic news into English, with a content-hash disk cache.",
                   no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Install and inspect models.", no_args_is_help=True)
+glossary_app = typer.Typer(help="Named glossaries: terms pinned in translations (`--glossary`, the API's `glossary`).",
+                           no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect and clear the cache (diskcache, or Redis with NEWSMT_CACHE_URL).",
                         no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(cache_app, name="cache")
+app.add_typer(glossary_app, name="glossary")
 
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -41,6 +45,7 @@ EXIT_CODES: dict[type[NewsMTError], int] = {
     InvalidInput: EXIT_USAGE,
     UnsupportedLanguage: EXIT_USAGE,
     UnknownTask: EXIT_USAGE,
+    GlossaryNotFound: EXIT_USAGE,
 }
 
 
@@ -82,12 +87,15 @@ def translate(
     report_path: Annotated[Path | None, typer.Option(
         "--report", help="Also write one self-contained HTML file: source and English side by side per paragraph, "
         "summaries, source URLs and run statistics.")] = None,
+    glossary: Annotated[str | None, typer.Option(
+        "--glossary", help="Pin terms: a stored glossary's name (`newsmt glossary list`) or a TSV/CSV file of "
+        "source term, English term.")] = None,
 ) -> None:
     """Bulk-translate articles; a rerun serves finished work from the cache."""
     # The whole translation is written anyway, so its summary is made from it (never from picked sentences).
     summary = {"strategy": TRANSLATE_THEN_SUMMARIZE} if with_summary else None
     _bulk(paths, out, source=source, beam_size=beam_size, progress=progress, summary=summary,
-          report_path=report_path)
+          report_path=report_path, glossary=glossary)
 
 
 @app.command()
@@ -113,7 +121,8 @@ def summarize(
 
 
 def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, progress: bool | None,
-          summary: dict[str, Any] | None, write_translations: bool = True, report_path: Path | None = None) -> None:
+          summary: dict[str, Any] | None, write_translations: bool = True, report_path: Path | None = None,
+          glossary: str | None = None) -> None:
     """What `translate` and `summarize` share: discover, run the tree, report; exit 1 if any article failed.
     `summary` (SummaryOptions overrides) switches summaries on."""
     settings = _settings()
@@ -122,6 +131,7 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
     try:
         sources = discover(paths)
         options = SummaryOptions.from_settings(settings, **summary) if summary is not None else None
+        pinned = GlossaryStore(settings.glossaries_dir).resolve(glossary) if glossary is not None else None
     except NewsMTError as exc:
         raise _failed(exc) from exc
     if not sources:
@@ -132,7 +142,7 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
     try:
         report = translate_tree(pipeline, sources, out, source_lang=source, beam_size=beam_size, progress=progress,
                                 summarizer=Summarizer(pipeline) if options else None, summary_options=options,
-                                write_translations=write_translations, report=report_path)
+                                write_translations=write_translations, report=report_path, glossary=pinned)
     except OSError as exc:
         raise _fail(f"cannot write output under {out}: {exc}") from exc
     finally:
@@ -238,6 +248,60 @@ def models_convert(
         raise _failed(exc) from exc
     typer.echo(f"converted {resolved.model_id} (revision {resolved.revision}) for {task} to CTranslate2 "
                f"{quantization} at {converted.path}")
+
+
+def _glossaries() -> GlossaryStore:
+    return GlossaryStore(_settings().glossaries_dir)
+
+
+@glossary_app.command("add")
+def glossary_add(
+    name: Annotated[str, typer.Argument(help="Letters, digits, '.', '_' or '-'.")],
+    file: Annotated[Path, typer.Argument(help="TSV or CSV: source term, English term per row (a header row and "
+                                              "# comments are skipped).")],
+) -> None:
+    """Create or replace a glossary from a file; sentences holding its terms are translated afresh next time."""
+    try:
+        glossary = _glossaries().save(name, parse_table(file.read_text(encoding="utf-8-sig")))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {file}: {exc}", EXIT_USAGE) from exc
+    except NewsMTError as exc:
+        raise _failed(exc) from exc
+    typer.echo(f"glossary {name}: {len(glossary.terms)} terms (digest {glossary.digest})")
+
+
+@glossary_app.command("list")
+def glossary_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Stored glossaries: name, terms, languages."""
+    rows = _glossaries().listing()
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row.name:24} {row.terms:6} terms  {','.join(row.languages):6} {row.digest}")
+    if not rows:
+        typer.echo("no glossaries; add one with `newsmt glossary add NAME FILE`")
+
+
+@glossary_app.command("show")
+def glossary_show(name: str) -> None:
+    """A glossary's terms, as TSV (what `glossary add` reads back)."""
+    try:
+        glossary = _glossaries().get(name)
+    except NewsMTError as exc:
+        raise _failed(exc) from exc
+    for term in glossary.terms:
+        typer.echo(f"{term.source}\t{term.target}")
+
+
+@glossary_app.command("remove")
+def glossary_remove(name: str) -> None:
+    """Delete a glossary."""
+    try:
+        _glossaries().remove(name)
+    except NewsMTError as exc:
+        raise _failed(exc) from exc
+    typer.echo(f"removed glossary {name}")
 
 
 @cache_app.command("stats")

@@ -171,6 +171,16 @@ class Settings(BaseSettings):
         1024, ge=32, description="Model window for summarizing (capped by the model's own); longer inputs are "
         "summarized chunk by chunk, then the chunk summaries are summarized (map-reduce)."
     )
+    glossaries_dir: Path = Field(Path("glossaries"), description="Named glossaries (`newsmt glossary add`), shared "
+                                 "by the CLI and the server.")
+    low_confidence: float = Field(
+        -0.6, le=0, description="A translated sentence whose score (mean log-probability per token) is below this is "
+        "listed as low-confidence: the model gave its average word less than about even odds (e^-0.6 = 0.55).",
+    )
+    alternatives_limit: int = Field(
+        4, ge=0, le=15, description="Most alternative translations one request may ask for (the beam is widened to "
+        "alternatives + 1, up to 16).",
+    )
     allow_pickle_weights: bool = Field(
         False,
         description="Allow loading legacy .bin weights directly. Off: .bin weights are converted to safetensors "
@@ -183,6 +193,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys. Empty: no authentication. Set: native routes "
         "need `Authorization: Bearer KEY`, LibreTranslate routes an `api_key` field (401 missing, 403 wrong).",
+    )
+    admin_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys that may also change glossaries over HTTP. With "
+        "NEWSMT_API_KEYS set, other keys may only read them; without keys, anyone may.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS (`*` for any). Empty: closed."
@@ -204,7 +218,7 @@ class Settings(BaseSettings):
         "routes are never limited. 0: off.",
     )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Environment variables hold lists as `a,b,c`; blanks are dropped so `NEWSMT_API_KEYS=` means none."""

@@ -31,6 +31,7 @@ KEY = "contract-test-key"
 OPERATIONS = {
     "POST /v1/translate", "POST /v1/summarize", "POST /v1/articles",
     "GET /v1/models", "POST /v1/models/{task}/load", "POST /v1/models/{task}/unload", "GET /v1/cache/stats",
+    "GET /v1/glossaries", "GET /v1/glossaries/{name}", "PUT /v1/glossaries/{name}", "DELETE /v1/glossaries/{name}",
     "GET /healthz", "GET /readyz", "GET /metrics",
     "POST /translate", "POST /detect", "GET /languages", "POST /languages",
 }
@@ -95,7 +96,8 @@ def test_every_route_honours_its_schema(open_server: LiveServer) -> None:
     assert not run.failures, run.report()
     assert not [key for key in run.statuses if key[1] >= 500]
     assert {label for label, status in run.statuses if status == 200} >= OPERATIONS - {
-        "POST /v1/models/{task}/load", "POST /v1/models/{task}/unload"}  # random task names: 404, documented
+        "POST /v1/models/{task}/load", "POST /v1/models/{task}/unload",  # random task names: 404, documented
+        "GET /v1/glossaries/{name}", "DELETE /v1/glossaries/{name}"}  # and random glossary names
 
 
 def test_with_api_keys_every_route_still_honours_its_schema(live_server: Callable[..., LiveServer],

@@ -14,7 +14,10 @@ from typer.testing import CliRunner
 
 from service.cli import app as cli
 from service.config import Settings
+from service.store.glossaries import GlossaryStore
+from service.testing.copy_model import EXAMPLES
 from service.text.cleaning import clean_document
+from service.text.glossary import parse_terms
 from tests.conftest import SEEDS, LiveServer, env_for, require_program, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,10 +122,12 @@ def test_source_selector_switches_the_text_area_direction(tab: Tab, server: Live
     page.fill("#text", "An English sentence.")
     assert page.eval_on_selector("#text", "e => getComputedStyle(e).direction") == "ltr"
     assert page.get_attribute("#text", "lang") is None
-    # Keyboard order: the text, then the source selector, then Translate.
+    # Keyboard order: the text, then the source and alternatives selectors, then Translate.
     page.focus("#text")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "source"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "alternatives"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "translate"
 
@@ -270,3 +275,29 @@ def test_bulk_report_escapes_articles_and_shows_failures(tab: Tab, settings: Set
     assert "Not translated: unsupported_language: unsupported language: detected 'fa'" in (
         persian.locator(".error").text_content() or "")
     assert page.text_content('[data-stat="failed"]') == "1"
+
+
+def test_page_marks_low_confidence_lists_alternatives_and_pins_terms(tab: Tab, live_server: Callable[..., LiveServer],
+                                                                     copy_models: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    server = live_server(ar_en_model=str(copy_models["ar"]), he_en_model=str(copy_models["he"]), beam_size=2,
+                         max_output_tokens=40, low_confidence=-0.05)
+    GlossaryStore(server.settings.glossaries_dir).save("names", parse_terms([("بوتين", "Putin")]))
+    page = open_page(tab, server)
+    expect(page.locator("#glossary-field")).to_be_visible()  # the page listed the stored glossaries
+    garbled = EXAMPLES["ar"][::-1]
+    page.fill("#text", f"{EXAMPLES['ar']}\n\n{garbled}")
+    page.select_option("#source", "ar")
+    page.select_option("#alternatives", "2")
+    page.select_option("#glossary", "names")
+    page.click("#translate")
+    expect(page.locator("#result")).to_be_visible()
+    english = tab.cells("td.tgt")
+    assert english[0] == EXAMPLES["ar"].replace("بوتين", "Putin")
+    assert page.locator("td.tgt mark.low").count() == 1 and tab.cells("td.tgt mark.low") == [english[1]]
+    expect(page.locator("#low-note")).to_be_visible()
+    expect(page.locator("#alternative-list li")).to_have_count(2)
+    assert "Putin (in the translation)" in (page.locator("#terms-report").text_content() or "")
+    assert "1 sentence(s) to check" in (page.locator("[data-meta=confidence]").text_content() or "")
+    assert not tab.script_errors
+    page.screenshot(path=tmp_path / "features.png", full_page=True)

@@ -18,8 +18,15 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.api import libretranslate, native, ops, summarize, web
-from service.api.errors import ADMIN_ERRORS, LIBRETRANSLATE_ERRORS, TRANSLATION_ERRORS, install_error_handlers
+from service.api import glossaries, libretranslate, native, ops, summarize, web
+from service.api.errors import (
+    ADMIN_ERRORS,
+    GLOSSARY_ERRORS,
+    LIBRETRANSLATE_ERRORS,
+    NATIVE_TRANSLATE_ERRORS,
+    TRANSLATION_ERRORS,
+    install_error_handlers,
+)
 from service.api.middleware import BodySizeLimit, RequestMetrics, redact_access_log
 from service.cache.segment_cache import SegmentCache
 from service.config import Settings
@@ -101,9 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.close()
 
     app = FastAPI(title="newsmt", description=DESCRIPTION, lifespan=lifespan)
-    app.include_router(native.router, responses=TRANSLATION_ERRORS)
+    app.include_router(native.router, responses=NATIVE_TRANSLATE_ERRORS)
     app.include_router(summarize.router, responses=TRANSLATION_ERRORS)
     app.include_router(ops.admin, responses=ADMIN_ERRORS)
+    app.include_router(glossaries.router, responses=GLOSSARY_ERRORS)
     app.include_router(libretranslate.router, responses=LIBRETRANSLATE_ERRORS)
     app.include_router(ops.router)
     app.include_router(web.router)

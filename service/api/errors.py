@@ -19,6 +19,7 @@ from service.api.libretranslate import LIBRETRANSLATE_PATHS
 from service.api.schemas import LibreTranslateError, NativeError
 from service.errors import (
     AuthenticationRequired,
+    GlossaryNotFound,
     InputTooLarge,
     InvalidApiKey,
     InvalidInput,
@@ -41,6 +42,7 @@ NATIVE_STATUS: dict[type[NewsMTError], int] = {
     InputTooLarge: 413,
     UnsupportedLanguage: 422,
     UnknownTask: 404,
+    GlossaryNotFound: 404,
     ModelNotInstalled: 503,
     ModelLoadError: 503,
     AuthenticationRequired: 401,
@@ -60,7 +62,7 @@ _ERROR_MEANINGS = {
     400: "Native routes: the body is not UTF-8. LibreTranslate routes: anything wrong with the request.",
     401: "An API key is required (NEWSMT_API_KEYS is set) and none was sent.",
     403: "The API key is not valid.",
-    404: "No such task.",
+    404: "No such task or glossary.",
     413: "The body, a text or the number of texts is over a limit; the message names the setting.",
     422: "Malformed or invalid request, empty text, or unsupported language.",
     429: "Too many translations or summaries in flight, or this caller's rate limit is used up; see Retry-After.",
@@ -74,9 +76,13 @@ def _errors(body: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, 
 
 
 TRANSLATION_ERRORS = _errors(NativeError, 400, 401, 403, 413, 422, 429, 503, 504)
+#: /v1/translate also answers 404 for a glossary name that does not exist.
+NATIVE_TRANSLATE_ERRORS = {**TRANSLATION_ERRORS, **_errors(NativeError, 404)}
 
 
 ADMIN_ERRORS = _errors(NativeError, 401, 403, 404, 413, 422, 429, 503)
+#: /v1/glossaries: a PUT body that is not UTF-8 is a 400, as on the translate routes.
+GLOSSARY_ERRORS = _errors(NativeError, 400, 401, 403, 404, 413, 422, 429)
 
 
 LIBRETRANSLATE_ERRORS = _errors(LibreTranslateError, 400, 401, 403, 413, 429, 503, 504)

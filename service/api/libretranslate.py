@@ -2,10 +2,13 @@
 
 They answer what LibreTranslate's own server answers (read from its `app.py`): parameters come from a JSON body when
 the request says it is JSON and from form fields otherwise; `q` is a string or (JSON only) a list; `source` may be
-`auto`, in which case `detectedLanguage` (confidence 0-100) comes back; `alternatives` adds an `alternatives` list;
-errors are `{"error": "..."}` with status 400 for anything wrong with the request, 403 for a wrong key and 429 when
-busy. newsmt adds 401 (key missing), 413 (body too large), 503 (model not installed) and 504 (timeout).
-Alternatives are never invented: the list is empty, as LibreTranslate's own is for HTML.
+`auto`, in which case `detectedLanguage` (confidence 0-100) comes back; `alternatives=N` adds an `alternatives`
+list of up to N other translations from the beam (the k-th takes every sentence's k-th hypothesis, duplicates and
+copies of the translation left out, as LibreTranslate builds them), refused with 400 above its limit
+(NEWSMT_ALTERNATIVES_LIMIT, like LibreTranslate's --alternatives-limit); errors are `{"error": "..."}` with status
+400 for anything wrong with the request, 403 for a wrong key and 429 when busy. newsmt adds 401 (key missing), 413
+(body too large), 503 (model not installed) and 504 (timeout). Alternatives are never invented: with `format=html`
+the list is empty, as LibreTranslate's own is, since one document's text nodes have no whole-document hypotheses.
 """
 
 from __future__ import annotations
@@ -185,6 +188,9 @@ async def translate(request: Request, state: State) -> dict[str, Any]:
     if text_format not in FORMATS:
         raise InvalidInput(f"{text_format} format is not supported")
     alternatives = _alternatives(fields.get("alternatives"))
+    limit = state.settings.alternatives_limit
+    if alternatives > limit:
+        raise InvalidInput(f"Invalid request: alternatives parameter must be <= {limit} (NEWSMT_ALTERNATIVES_LIMIT)")
     if source not in SOURCE_CHOICES:
         raise InvalidInput(f"{source} is not supported")
     if target != TARGET_LANGUAGE:
@@ -196,16 +202,18 @@ async def translate(request: Request, state: State) -> dict[str, Any]:
     if text_format == "html":
         pairs = [await _translate_html(state, text, source) for text in texts]
         translated, detected = [p[0] for p in pairs], [p[1] for p in pairs]
+        others: list[list[str]] = [[] for _ in texts]
     else:
-        results = await state.translate(texts, source)
+        results = await state.translate(texts, source, alternatives=alternatives)
         raise_first_error(results, field_name)
         translated = [r.translation or "" for r in results]
         detected = [_detected(r.detected_language, r.language_confidence) for r in results]
+        others = [r.alternatives(alternatives) for r in results]
     body: dict[str, Any] = {"translatedText": translated if batch else translated[0]}
     if source == "auto":
         body["detectedLanguage"] = detected if batch else detected[0]
     if alternatives:
-        body["alternatives"] = [[] for _ in texts] if batch else []
+        body["alternatives"] = others if batch else others[0]
     return body
 
 

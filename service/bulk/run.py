@@ -21,8 +21,15 @@ from service.bulk.report import ReportArticle, render_report
 from service.bulk.stats import BulkSummary
 from service.errors import InvalidInput, NewsMTError
 from service.files import TEMP_NAME, TEMP_SUFFIX, write_atomic
-from service.pipeline.summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
+from service.pipeline.summarize import (
+    SUMMARIZE_THEN_TRANSLATE,
+    TRANSLATE_THEN_SUMMARIZE,
+    Summarizer,
+    SummaryOptions,
+    SummaryResult,
+)
 from service.pipeline.translate import ArticleResult, ParagraphResult, Pipeline
+from service.text.glossary import Glossary
 
 INPUT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIX = ".jsonl"
@@ -117,7 +124,10 @@ def error_dict(error: NewsMTError | Exception) -> dict[str, str]:
     return {"code": getattr(error, "code", "error"), "message": str(error)}
 
 
-def result_record(src: ArticleSource, result: ArticleResult, output: str | None) -> dict[str, Any]:
+def result_record(src: ArticleSource, result: ArticleResult, output: str | None,
+                  low_confidence: float | None = None, glossary: Glossary | None = None) -> dict[str, Any]:
+    """One line of results.jsonl. With `low_confidence` (the threshold), also every sentence with its score and the
+    list of those below it; with a glossary, the terms applied and whether each made it into the output."""
     record: dict[str, Any] = {
         "id": src.id,
         "source_path": str(src.path) + (f":{src.line}" if src.line else ""),
@@ -133,6 +143,12 @@ def result_record(src: ArticleSource, result: ArticleResult, output: str | None)
         "models": [asdict(m) for m in result.models],
         "elapsed_ms": result.elapsed_ms,
     }
+    if low_confidence is not None and result.ok:
+        record["sentences"] = [{"paragraph": p, "source": s.source, "translation": s.translation, "score": s.score}
+                               for p, paragraph in enumerate(result.paragraphs) for s in paragraph.sentences]
+        record["low_confidence"] = [asdict(low) for low in result.low_confidence(low_confidence)]
+    if glossary is not None and result.ok:
+        record["glossary"] = {"name": glossary.name, "digest": glossary.digest, "terms": result.terms()}
     if result.error is not None:
         record["error"] = error_dict(result.error)
     return record
@@ -152,10 +168,12 @@ def summary_fields(out: Path, src: ArticleSource, summary: SummaryResult) -> dic
 def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Path, *, source_lang: str = "auto",
                    beam_size: int | None = None, progress: bool | None = None,
                    summarizer: Summarizer | None = None, summary_options: SummaryOptions | None = None,
-                   write_translations: bool = True, report: Path | None = None) -> BulkSummary:
+                   write_translations: bool = True, report: Path | None = None,
+                   glossary: Glossary | None = None) -> BulkSummary:
     """Translate every article, writing NAME.en.txt files and results.jsonl under `out`. With a summarizer, also
     NAME.summary.txt and the summary in each record; `write_translations=False` writes summaries only. With
-    `report`, also one bilingual HTML file of the whole run (service/bulk/report.py)."""
+    `report`, also one bilingual HTML file of the whole run (service/bulk/report.py). With a `glossary`, its terms
+    are pinned in every translation (whole translations only: summarize_then_translate does not take one)."""
     if summarizer is not None:
         summary_options = summary_options or SummaryOptions.from_settings(pipeline.settings)
         if write_translations and summary_options.strategy == SUMMARIZE_THEN_TRANSLATE:
@@ -185,8 +203,11 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
                     unreadable[i] = ArticleResult(id=src.id, error=InvalidInput(str(exc)))
             ids = [s.id for s in part]
             summaries: list[SummaryResult | None] = [None] * len(part)
-            if summarizer is None:
-                results = pipeline.translate(texts, source_lang, ids=ids, beam_size=beam_size)
+            if summarizer is None or (glossary is not None and summary_options is not None
+                                      and summary_options.strategy == TRANSLATE_THEN_SUMMARIZE):
+                results = pipeline.translate(texts, source_lang, ids=ids, beam_size=beam_size, glossary=glossary)
+                if summarizer is not None:
+                    summaries = list(summarizer.summarize_translations(results, summary_options))
             else:
                 done = summarizer.summarize(texts, source_lang, ids=ids, beam_size=beam_size, options=summary_options)
                 results, summaries = [s.article for s in done], list(done)
@@ -202,7 +223,7 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
                 if error is not None:
                     summary.failed += 1
                     summary.errors.append(f"{src.id}: {error}")
-                record = result_record(src, result, output)
+                record = result_record(src, result, output, pipeline.settings.low_confidence, glossary)
                 if summarized is not None:
                     record.update(summary_fields(out, src, summarized), status="ok" if error is None else "error")
                     if summarized.ok:
@@ -221,5 +242,5 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
     summary.seconds = time.perf_counter() - started
     if report is not None:
         articles = [ReportArticle.from_record(r, p) for r, p in zip(records, paragraphs, strict=True)]
-        write_atomic(report, render_report(articles, summary))
+        write_atomic(report, render_report(articles, summary, low_confidence=pipeline.settings.low_confidence))
     return summary

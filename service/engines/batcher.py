@@ -31,8 +31,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
-from service.engines.base import Engine, GenerationSettings
+from service.engines.base import Engine, Generation, GenerationSettings
 
 #: Metrics hook: (task, texts in the batch, their source tokens).
 BatchHook = Callable[[str, int, int], None]
@@ -49,7 +50,7 @@ class _Request:
     queued_at: float
     order: list[int] = field(default_factory=list)
     next: int = 0
-    outputs: list[str] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)  # the engine's outputs, opaque here
     remaining: int = 0
     error: BaseException | None = None
 
@@ -101,14 +102,14 @@ class DynamicBatcher:
             self._announced.value = False
             self._arriving -= 1
 
-    def generate(self, task: str, texts: list[str], gen: GenerationSettings) -> list[str]:
+    def generate(self, task: str, texts: list[str], gen: GenerationSettings) -> list[Generation]:
         """The task's engine's `generate(texts, gen)`, in batches shared with whatever else runs concurrently."""
         if not texts:
             return []
         with self._lease(task) as engine:
             tokens = engine.count_tokens(texts)
         request = _Request(texts, tokens, time.monotonic(), order=sorted(range(len(texts)), key=tokens.__getitem__),
-                           outputs=[""] * len(texts), remaining=len(texts))
+                           outputs=[None] * len(texts), remaining=len(texts))
         key = (task, gen)
         with self._cond:
             group = self._groups.setdefault(key, _Group(task))
@@ -184,7 +185,8 @@ class DynamicBatcher:
             self._on_batch(group.task, len(texts), sum(tokens.values()))
 
     def _deliver(self, key: tuple[str, GenerationSettings], group: _Group,
-                 answers: list[tuple[list[tuple[_Request, int]], str | None]], error: BaseException | None) -> None:
+                 answers: list[tuple[list[tuple[_Request, int]], Generation | None]],
+                 error: BaseException | None) -> None:
         with self._cond:
             for waiters, output in answers:
                 for request, index in waiters:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import ctranslate2
 
-from service.engines.base import GenerationSettings
+from service.engines.base import Generation, GenerationSettings, Hypothesis, ranked
 from service.engines.tokenizer import load_tokenizer, target_language_token
 from service.errors import ModelLoadError
 from service.store.convert import ConvertedModel
@@ -77,6 +77,14 @@ def _decoding_defaults(generation_config: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _mean_log_prob(score: float, tokens: int, length_penalty: float) -> float:
+    """CTranslate2's score is the summed log-probability divided by length ** length_penalty, the length counting
+    the hypothesis's tokens and its `</s>`: undo the penalty, so the score is a plain per-token mean on every
+    backend whatever the checkpoint's length penalty."""
+    length = tokens + 1
+    return round(score * length ** length_penalty / length, 4)
+
+
 class CTranslate2Engine:
     """One converted model + its tokenizer. CTranslate2's Translator is thread-safe and queues concurrent calls
     itself; with inter_threads > 1 a batch is split into one sub-batch per replica so they run in parallel."""
@@ -124,14 +132,17 @@ class CTranslate2Engine:
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
 
-    def generate(self, texts: list[str], settings: GenerationSettings) -> list[str]:
+    def generate(self, texts: list[str], settings: GenerationSettings) -> list[Generation]:
         if not texts:
             return []
         ids = self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
         sources = [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
+        hypotheses = settings.num_hypotheses or 1
         options: dict[str, Any] = {
             **self._defaults,
-            "beam_size": settings.beam_size,
+            "beam_size": max(settings.beam_size, hypotheses),
+            "num_hypotheses": hypotheses,
+            "return_scores": True,
             "max_decoding_length": min(settings.max_output_tokens, self.max_positions - 2) - self._eos_reserve,
         }
         overrides = {"min_decoding_length": settings.min_output_tokens, "length_penalty": settings.length_penalty,
@@ -142,8 +153,15 @@ class CTranslate2Engine:
         if self._inter_threads > 1:
             options["max_batch_size"] = math.ceil(len(sources) / self._inter_threads)
         results = self.translator.translate_batch(sources, **options)
-        output_ids = cast(list[list[int]], [self.tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results])
-        return [text.strip() for text in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        penalty = float(options.get("length_penalty", 1.0))
+        outputs = []
+        for result in results:
+            tokens = [hypothesis for hypothesis in result.hypotheses]
+            output_ids = cast(list[list[int]], [self.tokenizer.convert_tokens_to_ids(t) for t in tokens])
+            decoded = self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)
+            outputs.append(ranked([Hypothesis(text.strip(), _mean_log_prob(score, len(t), penalty))
+                                   for text, score, t in zip(decoded, result.scores, tokens, strict=True)]))
+        return outputs
 
     def memory_bytes(self) -> int:
         """The converted weights file: about what CTranslate2 holds in memory (more where it computes a 16-bit
