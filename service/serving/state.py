@@ -20,12 +20,16 @@ import anyio
 
 from service.cache.segment_cache import SegmentCache
 from service.config import Settings
+from service.engines.batcher import background_priority
 from service.engines.manager import ModelManager
 from service.errors import InputTooLarge, ItemFailed, Overloaded, RequestTimedOut
+from service.pipeline.documents import TranslatedDocument, assemble, document_language
 from service.pipeline.translate import ArticleResult, PendingArticles, Pipeline
 from service.serving.coalesce import Coalescer, work_key
+from service.serving.documents import DocumentStore
 from service.serving.metrics import Metrics
 from service.serving.ratelimit import RateLimiter
+from service.text.documents import Document
 
 
 @dataclass
@@ -37,11 +41,13 @@ class ServiceState:
     metrics: Metrics
     coalescer: Coalescer[list[ArticleResult]] = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
+    documents: DocumentStore = field(init=False)
     _inflight: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.coalescer = Coalescer(on_join=self.metrics.coalesced.inc)
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        self.documents = DocumentStore(self.settings.documents_dir, self.settings.document_ttl_seconds)
 
     def check_request_size(self, texts: list[str], field_name: str | None) -> None:
         """Refuse an oversized request before any work, stating the limit it broke. `field_name` names the list
@@ -92,6 +98,26 @@ class ServiceState:
             self.metrics.inflight.dec()
         self.metrics.count_cache(results)
         return results
+
+    async def translate_document(self, doc: Document, source: str) -> TranslatedDocument:
+        """Translate a parsed file through `translate`, so a document gets the same cache, coalescing, in-flight
+        limit and time-out as the texts it is made of."""
+        lang, detection = await anyio.to_thread.run_sync(document_language, doc, source)
+        return assemble(doc, await self.translate(doc.texts, lang), detection)
+
+    async def translate_background(self, texts: list[str], source: str, ids: list[str]) -> list[ArticleResult]:
+        """For jobs: the same lookup and pipeline as `translate`, with the misses queued behind every interactive
+        request's (see the batcher). No in-flight slot and no time-out: a job never makes an interactive request
+        see 429, and it waits for its turn instead of failing."""
+        pending = self.pipeline.lookup(texts, source, ids=ids, may_block=False)
+        if not pending.complete:
+            await anyio.to_thread.run_sync(self._finish_in_background, pending)
+        self.metrics.count_cache(pending.results)
+        return pending.results
+
+    def _finish_in_background(self, pending: PendingArticles) -> list[ArticleResult]:
+        with background_priority():
+            return self.pipeline.finish(pending)
 
     def close(self) -> None:
         self.manager.close()
