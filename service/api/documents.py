@@ -23,7 +23,7 @@ from service.api.schemas import DocumentInfo, ModelRef, Source, TranslatedFileUr
 from service.bulk.run import safe_file_name
 from service.config import TARGET_LANGUAGE
 from service.errors import InvalidInput
-from service.pipeline.translate import SOURCE_CHOICES
+from service.pipeline.translate import SOURCE_CHOICES, ArticleResult
 from service.serving.documents import StoredDocument
 from service.serving.state import ServiceState
 from service.text.documents import FORMATS, parse_document
@@ -55,8 +55,8 @@ def _upload_name(upload: StarletteUploadFile) -> str:
     return safe_file_name(name)
 
 
-async def _translate_upload(state: ServiceState, upload: StarletteUploadFile, source: str) -> tuple[StoredDocument,
-                                                                                                     Any]:
+async def _translate_upload(state: ServiceState, upload: StarletteUploadFile,
+                            source: str) -> tuple[StoredDocument, ArticleResult]:
     name = _upload_name(upload)
     data = await upload.read()
     doc = await anyio.to_thread.run_sync(parse_document, name, data, state.settings)
