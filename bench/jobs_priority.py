@@ -1,5 +1,6 @@
-"""Interactive latency while a job runs: p50/p99 of single-article requests that miss the cache, against a real
-`uvicorn service.api.app:create_app` on loopback, in three phases on one server:
+"""Interactive latency while a job runs: p50/p99 of single-paragraph requests that miss the cache, sent by a few
+clients that pause between requests (people reading answers), against a real `uvicorn service.api.app:create_app`
+on loopback, in three phases on one server:
 
 1. `alone`: the interactive clients only;
 2. `with_job`: the same load (fresh articles) while a `POST /v1/jobs` corpus translates in the background, at the
@@ -10,9 +11,10 @@
     .venv/bin/python -m bench.jobs_priority --tiny            # the test suite's tiny models, built in a temp dir
     .venv/bin/python -m bench.jobs_priority --seconds 30      # the models NEWSMT_* configures
 
-Every interactive and bulk article is distinct (unique sentences from bench/corpus.py), so every request runs the
+Every interactive text and bulk article is distinct (unique sentences from bench/corpus.py), so every request runs the
 model. Figures are printed as JSON (and written with `--json`); the job's own pace (articles/s) is reported for the
-phase it ran in.
+phase it ran in. The run fails (exit 1) on any error, or when p99 with the job is more than `--max-p99-ratio` times
+p99 alone.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .http_load import NEWSMT_FACTORY, serve
 from .measure import percentile
 
 CLIENT_TIMEOUT_S = 300.0
+PHASES = ("alone", "with_job", "with_bulk_requests")
 BULK_BATCH = 16
 
 
@@ -48,8 +51,9 @@ def tiny_models(root: Path) -> dict[str, str]:
             "NEWSMT_BEAM_SIZE": "1", "NEWSMT_MAX_OUTPUT_TOKENS": "48"}
 
 
-def interactive(url: str, articles: list[str], clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` threads, each sending one fresh article at a time for `seconds`; latencies of the 200s."""
+def interactive(url: str, articles: list[str], clients: int, seconds: float, pause: float = 0.0) -> dict[str, Any]:
+    """`clients` threads, each sending one fresh article at a time for `seconds`, `pause` seconds apart (a person
+    reading the answer); latencies of the 200s."""
     latencies: list[float] = []
     errors: list[str] = []
     feed = iter(articles)
@@ -69,6 +73,7 @@ def interactive(url: str, articles: list[str], clients: int, seconds: float) -> 
                 with lock:
                     (latencies.append(elapsed) if response.status_code == 200
                      else errors.append(f"{response.status_code}: {response.text[:200]}"))
+                time.sleep(pause)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
@@ -88,13 +93,14 @@ def job_done(url: str, job_id: str) -> int:
 Background = Callable[[], tuple[Callable[[], int], Callable[[], None]]]
 
 
-def with_background(url: str, articles: list[str], clients: int, seconds: float, start: Background) -> dict[str, Any]:
+def with_background(url: str, articles: list[str], clients: int, seconds: float, pause: float,
+                    start: Background) -> dict[str, Any]:
     """The interactive load while background work runs, which is stopped afterwards."""
     progress, stop = start()
     try:
         time.sleep(1.0)  # the background work is under way before the first interactive request
         before, started = progress(), time.monotonic()
-        figures = interactive(url, articles, clients, seconds)
+        figures = interactive(url, articles, clients, seconds, pause)
         figures["background_articles_per_s"] = round((progress() - before) / (time.monotonic() - started), 1)
     finally:
         stop()
@@ -104,24 +110,28 @@ def with_background(url: str, articles: list[str], clients: int, seconds: float,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="build and use the tests' tiny models")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent interactive clients")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent interactive clients")
+    parser.add_argument("--pause", type=float, default=0.5, help="seconds each client waits between requests")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--background-articles", type=int, default=1500, help="articles of the job (and bulk)")
+    parser.add_argument("--max-p99-ratio", type=float, default=2.0,
+                        help="fail (exit 1) when interactive p99 with a job exceeds this multiple of p99 alone")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="newsmt-jobs-bench-") as tmp:
         root = Path(tmp)
         env = {**os.environ, "NEWSMT_CACHE_DIR": str(root / "cache"), "NEWSMT_JOBS_DIR": str(root / "jobs"),
                **(tiny_models(root / "models") if args.tiny else {})}
-        # Enough fresh articles that no phase runs out; every one distinct, so every request is a miss.
-        pool = make_articles(args.clients * 300 * 3, seed=11)
+        # Interactive requests are one paragraph of a fresh article (a few sentences), enough that no phase runs out;
+        # every one distinct, so every request is a miss.
+        pool = [article.split("\n")[0] for article in make_articles(args.clients * 300 * 3, seed=11)]
         phases = [pool[i::3] for i in range(3)]
         background = make_articles(args.background_articles, seed=12)
         bulk = make_articles(args.background_articles, seed=13)
         with serve(NEWSMT_FACTORY, env, root / "server.log") as server:
             url = server.url
             interactive(url, make_articles(8, seed=14), 1, 60.0)  # warm-up: the model is loaded
-            results: dict[str, Any] = {"alone": interactive(url, phases[0], args.clients, args.seconds)}
+            results: dict[str, Any] = {"alone": interactive(url, phases[0], args.clients, args.seconds, args.pause)}
 
             def start_job() -> tuple[Callable[[], int], Callable[[], None]]:
                 job = httpx.post(f"{url}/v1/jobs", json={"articles": [{"text": t} for t in background],
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 return (lambda: job_done(url, job["id"]),
                         lambda: httpx.delete(f"{url}/v1/jobs/{job['id']}", timeout=60).raise_for_status())
 
-            results["with_job"] = with_background(url, phases[1], args.clients, args.seconds, start_job)
+            results["with_job"] = with_background(url, phases[1], args.clients, args.seconds, args.pause, start_job)
 
             def start_bulk() -> tuple[Callable[[], int], Callable[[], None]]:
                 sent, stopped = [0], threading.Event()
@@ -152,15 +162,20 @@ def main(argv: list[str] | None = None) -> int:
 
                 return lambda: sent[0], stop
 
-            results["with_bulk_requests"] = with_background(url, phases[2], args.clients, args.seconds, start_bulk)
-        results["params"] = {"clients": args.clients, "seconds": args.seconds, "tiny": args.tiny,
+            results["with_bulk_requests"] = with_background(url, phases[2], args.clients, args.seconds, args.pause,
+                                                            start_bulk)
+        results["params"] = {"clients": args.clients, "pause": args.pause, "seconds": args.seconds, "tiny": args.tiny,
                              "background_articles": args.background_articles, "cpus": os.cpu_count(),
                              "loadavg_after": os.getloadavg()}
+    ratio = results["with_job"]["p99_ms"] / results["alone"]["p99_ms"]
+    failed = ratio > args.max_p99_ratio or any(results[phase]["errors"] for phase in PHASES)
+    results["p99_with_job_vs_alone"] = {"ratio": round(ratio, 2), "max": args.max_p99_ratio,
+                                        "result": "MISS" if failed else "PASS"}
     figures = json.dumps(results, indent=2)
     print(figures)
     if args.json:
         args.json.write_text(figures + "\n", encoding="utf-8")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
