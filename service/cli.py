@@ -68,7 +68,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Files or folders (*.txt, *.md, *.jsonl with a 'text' field).")]
+Paths = Annotated[list[Path], typer.Argument(
+    help="Files or folders: *.txt, *.md, *.jsonl with a 'text' field; `translate` also takes *.html, *.htm, *.srt "
+    "and *.docx, writing NAME.en.EXT (format kept) beside NAME.en.txt.")]
 Source = Annotated[str, typer.Option(help=f"Source language: {'|'.join(SOURCE_CHOICES)}.")]
 BeamSize = Annotated[int | None, typer.Option(help="Override NEWSMT_BEAM_SIZE (translation).")]
 Progress = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")]
@@ -129,13 +131,14 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
     if source not in SOURCE_CHOICES:
         raise _fail(f"--source must be one of {', '.join(SOURCE_CHOICES)}", EXIT_USAGE)
     try:
-        sources = discover(paths)
+        sources = discover(paths, documents=write_translations)
         options = SummaryOptions.from_settings(settings, **summary) if summary is not None else None
         pinned = GlossaryStore(settings.glossaries_dir).resolve(glossary) if glossary is not None else None
     except NewsMTError as exc:
         raise _failed(exc) from exc
     if not sources:
-        raise _fail(f"no *.txt, *.md or *.jsonl articles under {', '.join(map(str, paths))}", EXIT_USAGE)
+        raise _fail(f"no articles (*.txt, *.md, *.jsonl{', documents' if write_translations else ''}) under "
+                    f"{', '.join(map(str, paths))}", EXIT_USAGE)
     cache = SegmentCache.from_settings(settings)
     manager = ModelManager(settings)
     pipeline = Pipeline(settings, manager, cache)

@@ -218,6 +218,39 @@ class Settings(BaseSettings):
         "routes are never limited. 0: off.",
     )
 
+    # -- documents (`POST /translate_file`, `POST /v1/documents`, the bulk CLI) -----------------------------------
+    document_max_text_bytes: int = Field(
+        1024**2, ge=1, description="Largest accepted .txt, .md or .srt file, in bytes (413)."
+    )
+    document_max_html_bytes: int = Field(2 * 1024**2, ge=1, description="Largest accepted .html/.htm file (413).")
+    document_max_docx_bytes: int = Field(
+        5 * 1024**2, ge=1, description="Largest accepted .docx file as uploaded (zipped), in bytes (413)."
+    )
+    docx_max_unpacked_bytes: int = Field(
+        50 * 1024**2, ge=1, description="Most bytes all parts of a .docx may unpack to, as its zip directory "
+        "declares them; more is refused as a zip bomb (413) before anything is decompressed."
+    )
+    docx_max_part_bytes: int = Field(
+        20 * 1024**2, ge=1, description="Most bytes one part of a .docx (document.xml, an image) may unpack to (413)."
+    )
+    documents_dir: Path = Field(
+        Path("documents"), description="Where translated files wait for their download (`translatedFileUrl`)."
+    )
+    document_ttl_seconds: int = Field(
+        3600, ge=1, description="How long a translated file can be downloaded; then it is deleted."
+    )
+
+    # -- jobs (`POST /v1/jobs`) ----------------------------------------------------------------------------------
+    jobs_dir: Path = Field(
+        Path("jobs"), description="Job inputs, state and results.jsonl; jobs found here resume when the server starts."
+    )
+    job_chunk_articles: int = Field(
+        4, ge=1, description="Articles a job sends through the pipeline together. Small, because the cache stores a "
+        "chunk's sentences when the chunk is done: a server killed mid-job redoes at most the chunk in flight.",
+    )
+    job_max_articles: int = Field(100_000, ge=1, description="Most articles in one job (413).")
+    job_concurrency: int = Field(1, ge=1, description="Jobs run at once; more wait in order of submission.")
+
     @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -24,6 +24,24 @@ class InputTooLarge(InvalidInput):
     code = "input_too_large"
 
 
+class UnsupportedFormat(InvalidInput):
+    """A file whose name does not end in a format newsmt translates, or whose bytes are not that format."""
+
+    code = "unsupported_format"
+
+
+class UnsafeDocument(InvalidInput):
+    """A document built to attack its reader: a DTD or entities (XXE, billion laughs) in a .docx part."""
+
+    code = "unsafe_document"
+
+
+class NotFound(NewsMTError):
+    """No job or stored document with that id for this caller (another key's job is not found either)."""
+
+    code = "not_found"
+
+
 class UnsupportedLanguage(NewsMTError):
     code = "unsupported_language"
 

@@ -20,14 +20,15 @@ TEMP_SUFFIX = ".tmp"
 TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
-def write_atomic(path: Path, content: str) -> None:
-    """Replace `path` with `content` (UTF-8) atomically, creating its folder if needed."""
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Replace `path` with `content` (text as UTF-8; bytes as they are, e.g. a .docx) atomically, creating its
+    folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content.encode("utf-8") if isinstance(content, str) else content)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -118,6 +118,8 @@ def settings_for(root: Path, tiny_models: dict[str, Path], **overrides: object) 
         "models_dir": root / "models",
         "cache_dir": root / "cache",
         "glossaries_dir": root / "glossaries",
+        "documents_dir": root / "documents",
+        "jobs_dir": root / "jobs",
         "ar_en_model": str(tiny_models["ar"]),
         "he_en_model": str(tiny_models["he"]),
         "beam_size": 1,

@@ -20,7 +20,7 @@ import pytest
 
 from service.config import Settings
 from service.engines.base import Engine, GenerationSettings
-from service.engines.batcher import DynamicBatcher
+from service.engines.batcher import DynamicBatcher, _Group, _Request, background_priority
 from service.pipeline.translate import ArticleResult
 from service.text.cleaning import clean_document, split_sentences
 from tests.conftest import BatchLog, make_pipeline, seed, settings_for
@@ -225,3 +225,39 @@ def test_an_idle_engine_waits_for_a_request_still_being_prepared(recorder: Batch
     thread.join(timeout=60)
     assert (log.batches, log.total) == (1, 6)  # one shared batch, not one each
     recorder.check(texts[:6], outputs["early"] + outputs["late"])
+
+
+def test_interactive_pieces_go_first_and_background_ones_fill_the_rest(recorder: BatchRecorder) -> None:
+    texts = _texts()
+    batcher = DynamicBatcher(recorder.lease, max_batch=8, max_tokens=10_000, max_wait_seconds=0)
+    job, first, second = texts[:40], texts[40:43], texts[43:46]
+    pieces: dict[str, list] = {}
+    job_started = threading.Event()
+
+    def background() -> None:
+        with background_priority():
+            job_started.set()
+            pieces["job"] = batcher.generate(AR, job, GEN)
+
+    def interactive(name: str, texts: list[str]) -> None:
+        job_started.wait(timeout=60)
+        pieces[name] = batcher.generate(AR, texts, GEN)
+
+    # Forming batches by hand (what the leader does) shows the order without racing the engine.
+    group = _Group(AR)
+    for request, is_background in ((job, True), (first, False), (second, False)):
+        tokens = recorder.count_tokens(request)
+        group.requests.append(_Request(request, tokens, 0.0, order=sorted(range(len(request)),
+                                       key=tokens.__getitem__), background=is_background))
+    batch = batcher._take(group)
+    assert set(first) | set(second) <= set(batch) and len(batch) == 8  # all six interactive pieces, then two
+    assert len(set(batch) & set(job)) == 2  # of the job's: it fills the room they leave
+
+    threads = [threading.Thread(target=background), threading.Thread(target=interactive, args=("first", first)),
+               threading.Thread(target=interactive, args=("second", second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for name, sent in (("job", job), ("first", first), ("second", second)):  # each text its own batch's output
+        recorder.check(sent, pieces[name])

@@ -19,6 +19,8 @@ from service.testing.copy_model import EXAMPLES
 from service.text.cleaning import clean_document
 from service.text.glossary import parse_terms
 from tests.conftest import SEEDS, LiveServer, env_for, require_program, seed
+from tests.test_http_documents import native_translation
+from tests.test_http_jobs import corpus
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -301,3 +303,35 @@ def test_page_marks_low_confidence_lists_alternatives_and_pins_terms(tab: Tab, l
     assert "1 sentence(s) to check" in (page.locator("[data-meta=confidence]").text_content() or "")
     assert not tab.script_errors
     page.screenshot(path=tmp_path / "features.png", full_page=True)
+
+
+def test_a_chosen_file_is_translated_and_offered_for_download(tab: Tab, server: LiveServer, tmp_path: Path) -> None:
+    page = open_page(tab, server)
+    text = paragraphs("001", 2)[1]
+    upload = tmp_path / "story.txt"
+    upload.write_text(text, encoding="utf-8")
+    page.set_input_files("#file", str(upload))
+    link = page.locator("#doc-download")
+    expect(link).to_be_visible(timeout=60_000)
+    expect(link).to_have_text("Download story.en.txt")
+    with page.expect_download() as download:
+        link.click()
+    saved = download.value.path()
+    assert download.value.suggested_filename == "story.en.txt"
+    assert Path(saved).read_text(encoding="utf-8") == native_translation(server, text, "auto") + "\n"
+    assert not tab.script_errors and all(url.startswith(server.url) for url in tab.requests)
+
+
+def test_a_corpus_becomes_a_job_with_progress(tab: Tab, server: LiveServer, tmp_path: Path) -> None:
+    page = open_page(tab, server)
+    corpus_file = tmp_path / "week.jsonl"
+    corpus_file.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in corpus(12, seed=9)),
+                           encoding="utf-8")
+    page.set_input_files("#job-file", str(corpus_file))
+    row = page.locator("#job-table tbody tr").first
+    expect(row).to_contain_text("week.jsonl", timeout=30_000)
+    expect(row).to_contain_text("done", timeout=60_000)  # the view polls while a job runs
+    expect(row).to_contain_text("12 / 12")
+    job_id = row.get_attribute("data-job")
+    records = httpx.get(f"{server.url}/v1/jobs/{job_id}/results", timeout=30).text.splitlines()
+    assert len(records) == 12 and not tab.script_errors

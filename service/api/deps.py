@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 
 from service.config import Settings
 from service.errors import AdminKeyRequired, AuthenticationRequired, InvalidApiKey
+from service.serving.jobs import JobManager
 from service.serving.ratelimit import address_identity, key_identity
 from service.serving.state import ServiceState
 
@@ -99,3 +101,25 @@ async def admin_state(
 
 #: For /v1 routes that change shared state: an admin key when keys are configured.
 AdminOnly = Annotated[ServiceState, Depends(admin_state)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An admitted caller of the job routes: the service, its jobs, and who the caller is."""
+
+    state: ServiceState
+    jobs: JobManager
+    #: Who owns the jobs this caller submits: a digest of its key, or "" on a server without keys (one caller).
+    owner: str
+
+
+async def admitted_caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Caller:
+    state = await admitted_state(request, credentials)
+    given = credentials.credentials if credentials is not None else None
+    return Caller(state, request.app.state.jobs, key_identity(given) if state.settings.api_keys and given else "")
+
+
+#: For job routes: admitted as `Admitted`, plus the caller's identity, so each key sees only its own jobs.
+AdmittedCaller = Annotated[Caller, Depends(admitted_caller)]

@@ -260,3 +260,59 @@ class LibreTranslateError(BaseModel):
     """Error body of the LibreTranslate-compatible routes, as LibreTranslate shapes it."""
 
     error: str
+
+
+# -- documents and jobs -----------------------------------------------------------------------------------------
+Source = Literal["auto", "ar", "he", "en"]
+
+
+class TranslatedFileUrl(BaseModel):
+    translatedFileUrl: str = Field(description="Where to download the translated file (until it expires).")
+
+
+class DocumentInfo(BaseModel):
+    id: str
+    filename: str = Field(description="The translated file's name: `NAME.en.EXT`.")
+    media_type: str
+    download_url: str = Field(description="GET it for the translated file; the URL itself is the permission.")
+    expires_at: str = Field(description="When the file is deleted (ISO 8601, UTC).")
+    detected_language: str | None
+    language_confidence: float | None
+    segments: int = Field(description="Sentences translated or served from the cache.")
+    cached_segments: int
+    models: list[ModelRef]
+
+
+class JobArticle(BaseModel):
+    model_config = _REQUEST_CONFIG
+
+    id: str | None = Field(None, description="Your id for the article; default: its position (1, 2, ...).")
+    text: str
+
+
+class JobRequest(BaseModel):
+    model_config = _REQUEST_CONFIG
+
+    articles: list[JobArticle] = Field(min_length=1)
+    source: Source = "auto"
+    name: str = Field("articles", min_length=1, max_length=200,
+                      description="A label for the job, shown in listings and in each record's `source_path`.")
+
+
+class JobInfo(BaseModel):
+    id: str
+    name: str
+    status: Literal["queued", "running", "done", "cancelled", "failed"]
+    source: str
+    total: int = Field(description="Articles in the job.")
+    done: int = Field(description="Articles finished (translated or failed); their records are in the results.")
+    failed: int
+    segments: int
+    cache_hits: int
+    cache_hit_rate: float | None = Field(description="Share of finished articles' sentences served from the cache.")
+    eta_seconds: float | None = Field(description="Estimated time left at this run's pace; null until measured.")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None = Field(description="Why the job failed (status `failed`); articles' errors are in records.")
+    results_url: str

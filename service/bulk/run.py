@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,10 @@ from tqdm import tqdm
 
 from service.bulk.report import ReportArticle, render_report
 from service.bulk.stats import BulkSummary
+from service.config import TARGET_LANGUAGE
 from service.errors import InvalidInput, NewsMTError
 from service.files import TEMP_NAME, TEMP_SUFFIX, write_atomic
+from service.pipeline.documents import translate_document
 from service.pipeline.summarize import (
     SUMMARIZE_THEN_TRANSLATE,
     TRANSLATE_THEN_SUMMARIZE,
@@ -29,9 +31,12 @@ from service.pipeline.summarize import (
     SummaryResult,
 )
 from service.pipeline.translate import ArticleResult, ParagraphResult, Pipeline
+from service.text.documents import FORMATS, parse_document
 from service.text.glossary import Glossary
 
 INPUT_SUFFIXES = (".txt", ".md")
+#: Files translated unit by unit with their format kept: NAME.en.EXT is written beside NAME.en.txt.
+DOCUMENT_SUFFIXES = tuple(suffix for suffix in FORMATS if suffix not in INPUT_SUFFIXES)
 JSONL_SUFFIX = ".jsonl"
 RESULTS_FILE = "results.jsonl"
 TRANSLATION_SUFFIX = ".en.txt"
@@ -48,6 +53,8 @@ class ArticleSource:
     output_name: str
     text: str | None = None
     line: int | None = None
+    #: For a formatted file (.html, .srt, .docx; .md too): the translated file's name, NAME.en.EXT.
+    document_name: str | None = None
 
     @property
     def summary_name(self) -> str:
@@ -63,51 +70,64 @@ class ArticleSource:
             raise InvalidInput(f"{self.path} is not valid UTF-8 (byte {exc.start}): {exc.reason}") from exc
 
 
-def _safe(name: str) -> str:
+def safe_file_name(name: str) -> str:
     """A file-name-safe version of an id: no separators, no '..', so outputs never escape --out."""
     cleaned = _UNSAFE.sub("_", name).strip("._") or "article"
     return cleaned[:150]
 
 
-def discover(paths: Sequence[Path]) -> list[ArticleSource]:
-    """Articles under the given files and folders (folders recursively), in a stable order."""
+def discover(paths: Sequence[Path], *, documents: bool = True) -> list[ArticleSource]:
+    """Articles under the given files and folders (folders recursively), in a stable order. `documents`: also
+    .html, .htm, .srt and .docx files, each one article whose translated file keeps its format."""
     sources: list[ArticleSource] = []
+    suffixes = (*INPUT_SUFFIXES, JSONL_SUFFIX, *(DOCUMENT_SUFFIXES if documents else ()))
     for root in paths:
         if not root.exists():
             raise InvalidInput(f"input path {root} does not exist")
         files = [root] if root.is_file() else sorted(
-            p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (*INPUT_SUFFIXES, JSONL_SUFFIX)
+            p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
         )
         base = root.parent if root.is_file() else root
         for file in files:
             rel = file.relative_to(base).with_suffix("")
-            stem = "/".join(_safe(part) for part in rel.parts)
+            stem = "/".join(safe_file_name(part) for part in rel.parts)
             if file.suffix.lower() == JSONL_SUFFIX:
-                sources.extend(_jsonl_articles(file, stem))
+                with file.open(encoding="utf-8") as fh:
+                    sources.extend(jsonl_articles(fh, file, stem))
             else:
-                sources.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}"))
-    seen: dict[str, Path] = {}
-    for src in sources:
-        if src.id in seen:
-            raise InvalidInput(f"two inputs map to the same article id '{src.id}': {seen[src.id]} and {src.path}")
-        seen[src.id] = src.path
+                suffix = file.suffix.lower()
+                document = f"{stem}.{TARGET_LANGUAGE}{suffix}" if suffix != ".txt" else None
+                sources.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}", document_name=document))
+    check_unique_ids(sources)
     return sources
 
 
-def _jsonl_articles(file: Path, stem: str) -> Iterator[ArticleSource]:
-    with file.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                text = record["text"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidInput(f"{file}:{number}: expected a JSON object with a 'text' field ({exc})") from exc
-            if not isinstance(text, str):
-                raise InvalidInput(f"{file}:{number}: 'text' must be a string")
-            article = _safe(str(record.get("id", number)))
-            yield ArticleSource(f"{stem}/{article}", file, f"{stem}/{article}{TRANSLATION_SUFFIX}", text, number)
+def check_unique_ids(sources: Sequence[ArticleSource]) -> None:
+    """Ids name output files and records, so two articles may not share one."""
+    seen: dict[str, str] = {}
+    for src in sources:
+        where = str(src.path) + (f":{src.line}" if src.line else "")
+        if src.id in seen:
+            raise InvalidInput(f"two inputs map to the same article id '{src.id}': {seen[src.id]} and {where}")
+        seen[src.id] = where
+
+
+def jsonl_articles(lines: Iterable[str], path: Path, stem: str) -> Iterator[ArticleSource]:
+    """The articles of a JSONL input (`{"text": ..., "id": ...}` per line) read from `path`; ids are
+    `STEM/ID` (the line number without an id), or the bare id when `stem` is empty."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            text = record["text"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"{path}:{number}: expected a JSON object with a 'text' field ({exc})") from exc
+        if not isinstance(text, str):
+            raise InvalidInput(f"{path}:{number}: 'text' must be a string")
+        article = safe_file_name(str(record.get("id", number)))
+        article_id = f"{stem}/{article}" if stem else article
+        yield ArticleSource(article_id, path, f"{article_id}{TRANSLATION_SUFFIX}", text, number)
 
 
 def remove_stale_temp_files(folder: Path, name: str = "*", *, recursive: bool = True) -> None:
@@ -165,6 +185,19 @@ def summary_fields(out: Path, src: ArticleSource, summary: SummaryResult) -> dic
     return fields
 
 
+def _translate_file(pipeline: Pipeline, src: ArticleSource, source_lang: str,
+                    beam_size: int | None) -> tuple[ArticleResult, bytes | None]:
+    """One formatted file: its result (or its error, as for any article) and the translated file's bytes."""
+    try:
+        doc = parse_document(src.path.name, src.path.read_bytes(), pipeline.settings)
+        translated = translate_document(pipeline, doc, source_lang, beam_size=beam_size, article_id=src.id)
+    except NewsMTError as exc:
+        return ArticleResult(id=src.id, error=exc), None
+    except OSError as exc:
+        return ArticleResult(id=src.id, error=InvalidInput(f"cannot read {src.path}: {exc}")), None
+    return translated.result, translated.content
+
+
 def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Path, *, source_lang: str = "auto",
                    beam_size: int | None = None, progress: bool | None = None,
                    summarizer: Summarizer | None = None, summary_options: SummaryOptions | None = None,
@@ -194,8 +227,15 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
         for first in range(0, len(sources), chunk):
             part = sources[first:first + chunk]
             texts: list[str] = []
-            unreadable: dict[int, ArticleResult] = {}
+            unreadable: dict[int, ArticleResult] = {}  # and formatted files, translated on their own
+            documents: dict[int, bytes] = {}
             for i, src in enumerate(part):
+                if src.document_name is not None and src.path.suffix.lower() in DOCUMENT_SUFFIXES:
+                    texts.append("")
+                    unreadable[i], content = _translate_file(pipeline, src, source_lang, beam_size)
+                    if content is not None:
+                        documents[i] = content
+                    continue
                 try:
                     texts.append(src.read())
                 except (InvalidInput, OSError) as exc:
@@ -220,6 +260,9 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
                 if result.ok and result.translation is not None and write_translations:
                     write_atomic(out / src.output_name, result.translation + "\n")
                     output = src.output_name
+                    if src.document_name is not None:
+                        write_atomic(out / src.document_name,
+                                     documents.get(i) or (result.translation + "\n").encode("utf-8"))
                 if error is not None:
                     summary.failed += 1
                     summary.errors.append(f"{src.id}: {error}")
