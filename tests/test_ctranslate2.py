@@ -196,3 +196,14 @@ def test_torch_dynamic_int8(tmp_path: Path, tiny_models: dict[str, Path]) -> Non
     engine, full = int8.manager.load(AR), fp32.manager.load(AR)
     assert engine["backend"] == "transformers-int8-cpu" and engine["memory_bytes"] < full["memory_bytes"]
     assert reference.ok
+
+
+def test_cpu_threads_fill_the_cores_with_single_threaded_replicas_by_default() -> None:
+    from service.engines.ctranslate2_engine import cpu_threads
+
+    assert cpu_threads(0, 0, cores=2) == (2, 1)
+    assert cpu_threads(0, 0, cores=1) == (1, 1)
+    assert cpu_threads(0, 0, cores=16) == (4, 4)  # up to MAX_AUTO_REPLICAS, the rest as threads
+    assert cpu_threads(0, 1, cores=8) == (1, 8)  # one side set: the other fills the cores
+    assert cpu_threads(2, 0, cores=8) == (4, 2)
+    assert cpu_threads(3, 2, cores=8) == (2, 3)  # both set: as given

@@ -10,7 +10,10 @@ There is no background thread to start or stop, and a lone caller (the bulk CLI)
 own pieces, shortest first, as it always did.
 
 Forming a batch:
-- budget: at most `max_batch` distinct texts and `max_tokens` padded tokens (texts x longest);
+- budget: at most `max_batch` distinct texts and `max_tokens` padded tokens (texts x longest), and at most
+  `max_decoding_tokens` decoder positions per engine replica (see `decoding_tokens`): the state a batch holds while
+  it decodes grows with beam x output length, not with its source tokens, and it is what concurrent load adds to
+  the server's memory;
 - fairness: queued requests take turns, one piece each per turn, and a request that got a piece goes to the back,
   so a small request arriving while a huge one runs gets into the very next batch instead of waiting it out;
 - length grouping: each request's pieces are queued shortest first, so successive batches grow in length and pad
@@ -25,6 +28,7 @@ Forming a batch:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -38,6 +42,14 @@ from service.engines.base import Engine, GenerationSettings
 BatchHook = Callable[[str, int, int], None]
 #: Lends a task's engine for one block (`ModelManager.lease`).
 Lease = Callable[[str], AbstractContextManager[Engine]]
+
+
+def decoding_tokens(segments: int, longest: int, gen: GenerationSettings, replicas: int) -> int:
+    """Decoder positions one replica's share of a batch holds at most: its segments (the batch is split evenly among
+    the replicas), each decoded as `beam` hypotheses, each keeping attention state for its source and for every
+    output token up to the cap. The cap, not a guess of the output length: a batch's memory has to be bounded for
+    the outputs that do run to it."""
+    return math.ceil(segments / replicas) * gen.beam_size * (longest + gen.max_output_tokens)
 
 
 @dataclass(eq=False)
@@ -65,14 +77,16 @@ class _Group:
     task: str
     requests: deque[_Request] = field(default_factory=deque)  # those with pieces not yet taken, in turn order
     busy: bool = False  # a leader is forming or running a batch
+    replicas: int = 1  # parts the engine splits a batch into (its `replicas`, read when a request queues)
 
 
 class DynamicBatcher:
     def __init__(self, lease: Lease, max_batch: int, max_tokens: int, max_wait_seconds: float,
-                 on_batch: BatchHook | None = None):
+                 on_batch: BatchHook | None = None, max_decoding_tokens: int | None = None):
         self._lease = lease
         self.max_batch = max_batch
         self.max_tokens = max_tokens
+        self.max_decoding_tokens = max_decoding_tokens
         self.max_wait = max_wait_seconds
         self._on_batch = on_batch
         self._groups: dict[tuple[str, GenerationSettings], _Group] = {}
@@ -107,11 +121,13 @@ class DynamicBatcher:
             return []
         with self._lease(task) as engine:
             tokens = engine.count_tokens(texts)
+            replicas = engine.replicas
         request = _Request(texts, tokens, time.monotonic(), order=sorted(range(len(texts)), key=tokens.__getitem__),
                            outputs=[""] * len(texts), remaining=len(texts))
         key = (task, gen)
         with self._cond:
             group = self._groups.setdefault(key, _Group(task))
+            group.replicas = replicas
             group.requests.append(request)
             self._end_announcement()
             self._cond.notify_all()
@@ -123,7 +139,7 @@ class DynamicBatcher:
                     break
                 group.busy = True
                 self._wait_for_company(group)
-                batch = self._take(group)
+                batch = self._take(group, gen)
             self._run(key, group, gen, batch)
         if request.error is not None:
             raise request.error
@@ -140,8 +156,14 @@ class DynamicBatcher:
         queued = [r.tokens[i] for r in group.requests for i in r.order[r.next:]]
         return len(queued) >= self.max_batch or sum(queued) >= self.max_tokens
 
-    def _take(self, group: _Group) -> dict[str, list[tuple[_Request, int]]]:
-        """Round-robin over the queued requests until the batch is full: text -> the (request, index) it answers."""
+    def _over_budget(self, segments: int, longest: int, gen: GenerationSettings, replicas: int) -> bool:
+        return segments * longest > self.max_tokens or (
+            self.max_decoding_tokens is not None
+            and decoding_tokens(segments, longest, gen, replicas) > self.max_decoding_tokens)
+
+    def _take(self, group: _Group, gen: GenerationSettings) -> dict[str, list[tuple[_Request, int]]]:
+        """Round-robin over the queued requests until the batch is full: text -> the (request, index) it answers.
+        A piece that alone is over a budget still runs, in a batch of its own."""
         slots: dict[str, list[tuple[_Request, int]]] = {}
         longest = 0
         skipped: list[_Request] = []  # next piece does not fit this batch: first in line for the next one
@@ -150,7 +172,7 @@ class DynamicBatcher:
             index = request.order[request.next]
             text, tokens = request.texts[index], request.tokens[index]
             if text not in slots:
-                if slots and (len(slots) + 1) * max(longest, tokens) > self.max_tokens:
+                if slots and self._over_budget(len(slots) + 1, max(longest, tokens), gen, group.replicas):
                     skipped.append(request)
                     continue
                 slots[text] = []
