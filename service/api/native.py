@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Body
+from fastapi.responses import Response
 
 from service.api.deps import Admitted
+from service.api.encoding import json_response
 from service.api.schemas import (
     ARABIC_EXAMPLE,
     HEBREW_EXAMPLE,
@@ -65,7 +67,7 @@ def translation_body(result: ArticleResult, with_paragraphs: bool) -> Translatio
     return item
 
 
-@router.post("/translate")
+@router.post("/translate", response_model=TranslateResponse)
 async def translate(
     state: Admitted,
     request: Annotated[TranslateRequest, Body(openapi_examples={
@@ -74,7 +76,7 @@ async def translate(
             "text": HEBREW_EXAMPLE, "source": "he", "options": {"return_segments": True}}},
         "many": {"summary": "Several articles at once", "value": {"texts": [ARABIC_EXAMPLE, HEBREW_EXAMPLE]}},
     })],
-) -> TranslateResponse:
+) -> Response:
     """Translate Arabic or Hebrew news into English. Repeated sentences come from the cache; identical concurrent
     requests share one inference. A request with any failing text fails as a whole, naming the text."""
     started = time.perf_counter()
@@ -83,5 +85,5 @@ async def translate(
     state.check_request_size(texts, field_name)
     results = await state.translate(texts, request.source, request.options.beam_size)
     raise_first_error(results, field_name)
-    return TranslateResponse(results=[translation_body(r, request.options.return_segments) for r in results],
-                             usage=usage(results, started))
+    return json_response(TranslateResponse(
+        results=[translation_body(r, request.options.return_segments) for r in results], usage=usage(results, started)))
