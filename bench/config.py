@@ -109,7 +109,7 @@ class BenchParams:
 
 QUICK = BenchParams(articles=40, raw_segments=128, naive_segments=6, http_clients=32, http_cold_articles=32,
                     http_warm_seconds=4.0, concurrent_requests=16, summary_input_tokens=300, summary_output_tokens=40,
-                    peer_texts=2)
+                    peer_texts=4)
 FULL = BenchParams(articles=200, raw_segments=512, naive_segments=16, http_clients=32, http_cold_articles=64,
                    http_warm_seconds=10.0, concurrent_requests=16, summary_input_tokens=900,
                    summary_output_tokens=120, peer_texts=8)

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         "all concurrent requests."
     )
     batch_max_decoding_tokens: int = Field(
-        4096, ge=1, description="Decoder positions one replica's share of a batch may hold: its segments x beam x "
+        3072, ge=1, description="Decoder positions one replica's share of a batch may hold: its segments x beam x "
         "(longest source + max_output_tokens). Bounds the memory a batch's decoding state takes, which concurrent "
         "requests would otherwise fill up to batch_size."
     )

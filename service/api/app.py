@@ -101,10 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.close()
 
     app = FastAPI(title="newsmt", description=DESCRIPTION, lifespan=lifespan)
+    # Routes are matched in order, one by one: the two translation routes, the hot ones, go first.
     app.include_router(native.router, responses=TRANSLATION_ERRORS)
+    app.include_router(libretranslate.router, responses=LIBRETRANSLATE_ERRORS)
     app.include_router(summarize.router, responses=TRANSLATION_ERRORS)
     app.include_router(ops.admin, responses=ADMIN_ERRORS)
-    app.include_router(libretranslate.router, responses=LIBRETRANSLATE_ERRORS)
     app.include_router(ops.router)
     app.include_router(web.router)
     install_error_handlers(app)
