@@ -80,6 +80,7 @@ TRANSLATE_ROUTE = "/v1/translate"
 LIBRETRANSLATE_VERSION = "1.9.6"
 PEER_SEEDS = ("001", "002", "003", "004")
 PEER_TEXTS_PER_SEED = 2
+PEER_SENTENCES_PER_TEXT = 3
 PEER_CLIENTS = 8
 #: CTranslate2's default `max_decoding_length`, which argos leaves as it is; newsmt gets the same cap.
 PEER_OUTPUT_TOKENS = 256

@@ -8,7 +8,7 @@ download its package index. One part of it is replaced: argos' MiniSBD sentence 
 model at run time, becomes a regex splitter (`bench/peer_site/sitecustomize.py`). The regex is cheaper than the
 model it replaces, so this favours LibreTranslate.
 
-Both sides get the same texts (paragraphs of seeds 001-004), the same beam (4: newsmt's default, argos' default) and
+Both sides get the same texts (runs of paragraphs of seeds 001-004, see `peer_texts`), the same beam (4: newsmt's default, argos' default) and
 the same cap (256 output tokens: CTranslate2's default, which argos does not change; `NEWSMT_MAX_OUTPUT_TOKENS=256`
 for newsmt). The random model never ends a sentence early (see README: the forced-length trick), so every segment
 decodes to the cap. Output tokens are counted on both sides the same way: every response's text re-encoded with
@@ -44,6 +44,7 @@ from .config import (
     PEER_CLIENTS,
     PEER_OUTPUT_TOKENS,
     PEER_SEEDS,
+    PEER_SENTENCES_PER_TEXT,
     PEER_TEXTS_PER_SEED,
     SERVER_START_TIMEOUT_S,
 )
@@ -94,20 +95,26 @@ def build_packages(converted: Path, source_spm: Path, dest: Path) -> Path:
 
 
 def peer_texts(path: Path, count: int) -> Path:
-    """The workload: `count` paragraphs, the first two of each of seeds 001-004 in turn, as newsmt's cleaner leaves
-    them (so neither side sees boilerplate), plus one more paragraph used only to time the start."""
-    from service.text.cleaning import clean_document
+    """The workload: `count` texts, two from each of seeds 001-004 in turn, each a run of consecutive paragraphs (as
+    newsmt's cleaner leaves them, so neither side sees boilerplate) of at least `PEER_SENTENCES_PER_TEXT` sentences
+    by newsmt's splitter, the size of a short news item; plus the sentence after them in seed 001, used only to time
+    the start."""
+    from service.text.cleaning import clean_document, split_sentences
 
     from .corpus import SEEDS_DIR
 
     texts: list[str] = []
-    spare = ""
+    probe = ""
     for prefix in PEER_SEEDS:
         (seed,) = SEEDS_DIR.glob(f"{prefix}_*.txt")
-        paragraphs = clean_document(seed.read_text(encoding="utf-8")).paragraphs
-        texts.extend(paragraphs[:PEER_TEXTS_PER_SEED])
-        spare = spare or paragraphs[PEER_TEXTS_PER_SEED]
-    path.write_text(json.dumps({"texts": texts[:count], "probe": spare}, ensure_ascii=False), encoding="utf-8")
+        runs: list[list[str]] = [[]]
+        for paragraph in clean_document(seed.read_text(encoding="utf-8")).paragraphs:
+            if sum(len(split_sentences(p, "ar")) for p in runs[-1]) >= PEER_SENTENCES_PER_TEXT:
+                runs.append([])
+            runs[-1].append(paragraph)
+        texts.extend("\n\n".join(run) for run in runs[:PEER_TEXTS_PER_SEED])
+        probe = probe or split_sentences(runs[PEER_TEXTS_PER_SEED][0], "ar")[0]
+    path.write_text(json.dumps({"texts": texts[:count], "probe": probe}, ensure_ascii=False), encoding="utf-8")
     return path
 
 
