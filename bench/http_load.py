@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+
 from .config import HEALTH_ROUTE, REPO_DIR, SERVER_START_TIMEOUT_S, TRANSLATE_ROUTE, UVICORN_FLAGS
 from .measure import peak_rss_mb, percentile
 
@@ -197,3 +199,18 @@ def drive(url: str, requests: Sequence[bytes], clients: int, seconds: float | No
     if result.errors:
         raise RuntimeError(f"{len(result.errors)} failed requests, e.g. {result.errors[0]}")
     return result
+
+
+def server_cpu_seconds(server: Server) -> float:
+    """User + system CPU time the server process has used so far (all its threads), from /proc."""
+    times = psutil.Process(server.process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def timed_drive(server: Server, requests: Sequence[bytes], clients: int, seconds: float,
+                route: str = TRANSLATE_ROUTE) -> tuple[LoadResult, float]:
+    """`drive` for a fixed time, and the server's own CPU milliseconds per request meanwhile: what a request costs
+    the server, whatever else (the clients, other processes) shares the cores."""
+    before = server_cpu_seconds(server)
+    result = drive(server.url, requests, clients, seconds, route)
+    return result, round((server_cpu_seconds(server) - before) * 1000 / result.requests, 3)

@@ -8,11 +8,11 @@ download its package index. One part of it is replaced: argos' MiniSBD sentence 
 model at run time, becomes a regex splitter (`bench/peer_site/sitecustomize.py`). The regex is cheaper than the
 model it replaces, so this favours LibreTranslate.
 
-Both sides get the same texts (runs of paragraphs of seeds 001-004, see `peer_texts`), the same beam (4: newsmt's default, argos' default) and
-the same cap (256 output tokens: CTranslate2's default, which argos does not change; `NEWSMT_MAX_OUTPUT_TOKENS=256`
-for newsmt). The random model never ends a sentence early (see README: the forced-length trick), so every segment
-decodes to the cap. Output tokens are counted on both sides the same way: every response's text re-encoded with
-the model's target sentencepiece.
+Both sides get the same texts (runs of paragraphs of seeds 001-004, see `peer_texts`), the same beam (4: newsmt's
+default, argos' default) and the same cap (256 output tokens: CTranslate2's default, which argos does not change;
+`NEWSMT_MAX_OUTPUT_TOKENS=256` for newsmt). The random model never ends a sentence early (see README: the
+forced-length trick), so every segment decodes to the cap. Output tokens are counted on both sides the same way:
+every response's text re-encoded with the model's target sentencepiece.
 
 Each configuration runs twice, each time on a fresh server with an empty cache: the first run times the start (from
 launching the process to the first successful translation, of a text outside the set) and then sends the texts
@@ -36,8 +36,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .config import (
     BENCH_DIR,
     LIBRETRANSLATE_VERSION,
@@ -48,7 +46,7 @@ from .config import (
     PEER_TEXTS_PER_SEED,
     SERVER_START_TIMEOUT_S,
 )
-from .http_load import LoadResult, Server, drive, launch, serve
+from .http_load import LoadResult, Server, drive, launch, serve, timed_drive
 from .measure import Context, Outcome
 
 PEER_VENV = BENCH_DIR / ".venv-libretranslate"
@@ -161,11 +159,6 @@ def _first_translation(server: Server, probe: bytes) -> float:
     raise RuntimeError(f"no translation within {SERVER_START_TIMEOUT_S:.0f}s of launching the server")
 
 
-def _cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
 def _rate(result: LoadResult, count: TokenCounter) -> dict[str, float]:
     tokens = count(result.bodies)
     return {"output_tokens": tokens, "seconds": round(result.seconds, 2),
@@ -188,10 +181,8 @@ def measure(ctx: Context, start: Start, cached: bool) -> Outcome:
         many = drive(server.url, requests, PEER_CLIENTS, route=ROUTE)
         warm: dict[str, float] = {}
         if cached:
-            before = _cpu_seconds(server.process.pid)
-            hits = drive(server.url, requests, PEER_CLIENTS, ctx.params.http_warm_seconds, route=ROUTE)
-            cpu = _cpu_seconds(server.process.pid) - before
-            warm = {**hits.summary(), "server_cpu_ms_per_request": round(cpu * 1000 / hits.requests, 3)}
+            hits, cpu_ms = timed_drive(server, requests, PEER_CLIENTS, ctx.params.http_warm_seconds, route=ROUTE)
+            warm = {**hits.summary(), "server_cpu_ms_per_request": cpu_ms}
     metrics: dict[str, Any] = {"texts": len(requests), "first_translation_s": round(first_s, 2),
                                "one_client": _rate(one, count), "concurrent": _rate(many, count), "cached": warm}
     summary = (f"first translation {first_s:.1f} s; cold {metrics['one_client']['tokens_per_s']:,.0f} tok/s "
