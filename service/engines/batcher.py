@@ -7,7 +7,9 @@ caller finds that engine idle leads: it borrows the engine for one batch (`lease
 runs it, and hands each output back to the request it came from, then the next idle caller leads. Translation and
 summarization use the same batcher (the model manager owns it), so summaries obey the same budgets and fairness.
 There is no background thread to start or stop, and a lone caller (the bulk CLI) leads every batch itself over its
-own pieces, shortest first, as it always did.
+own pieces, shortest first, as it always did. An engine with several replicas (CTranslate2 `inter_threads`) takes
+as many leaders at once, one batch each: with one, the replicas idled while the leader tokenized, detokenized and
+delivered, and each batch waited for its slowest part.
 
 Forming a batch:
 - budget: at most `max_batch` distinct texts and `max_tokens` padded tokens (texts x longest), and at most
@@ -76,7 +78,7 @@ class _Group:
 
     task: str
     requests: deque[_Request] = field(default_factory=deque)  # those with pieces not yet taken, in turn order
-    busy: bool = False  # a leader is forming or running a batch
+    leaders: int = 0  # callers forming or running a batch for it: at most one per engine replica
     replicas: int = 1  # parts the engine splits a batch into (its `replicas`, read when a request queues)
 
 
@@ -133,13 +135,17 @@ class DynamicBatcher:
             self._cond.notify_all()
         while True:
             with self._cond:
-                while group.busy and not request.finished:
+                # Lead only where a replica is free and pieces are queued (this request's may all be in batches).
+                while (group.leaders >= group.replicas or not group.requests) and not request.finished:
                     self._cond.wait()
                 if request.finished:
                     break
-                group.busy = True
+                group.leaders += 1
                 self._wait_for_company(group)
                 batch = self._take(group, gen)
+                if not batch:  # another leader took every queued piece while this one waited for company
+                    group.leaders -= 1
+                    continue
             self._run(key, group, gen, batch)
         if request.error is not None:
             raise request.error
@@ -216,7 +222,7 @@ class DynamicBatcher:
                         request.outputs[index] = output
                         request.remaining -= 1
             group.requests = deque(r for r in group.requests if not r.finished)
-            group.busy = False
-            if not group.requests:
-                self._groups.pop(key, None)  # all its requests are finished
+            group.leaders -= 1
+            if not group.requests and not group.leaders and self._groups.get(key) is group:
+                self._groups.pop(key)  # all its requests are finished
             self._cond.notify_all()
