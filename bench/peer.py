@@ -12,7 +12,7 @@ Both sides get the same texts (runs of paragraphs of seeds 001-004, see `peer_te
 default, argos' default) and the same cap (256 output tokens: CTranslate2's default, which argos does not change;
 `NEWSMT_MAX_OUTPUT_TOKENS=256` for newsmt). The random model never ends a sentence early (see README: the
 forced-length trick), so every segment decodes to the cap. Output tokens are counted on both sides the same way:
-every response's text re-encoded with the model's target sentencepiece.
+the segments each server decodes (by its own splitter) x the cap, with the responses re-encoded as a check.
 
 Each configuration runs twice, each time on a fresh server with an empty cache: the first run times the start (from
 launching the process to the first successful translation, of a text outside the set) and then sends the texts
@@ -127,17 +127,41 @@ def _request(text: str) -> bytes:
     return json.dumps({"q": text, "source": "ar", "target": "en"}, ensure_ascii=False).encode()
 
 
-class TokenCounter:
-    """Output tokens of a response, counted the same way for both servers: its text re-encoded with the model's
-    target sentencepiece."""
+def newsmt_segments(text: str) -> int:
+    """Segments newsmt's pipeline decodes for `text`: its cleaner's paragraphs, split by its sentence splitter."""
+    from service.text.cleaning import clean_document, split_sentences
 
-    def __init__(self, target_spm: Path):
+    return sum(len(split_sentences(p, "ar")) for p in clean_document(text).paragraphs)
+
+
+def libretranslate_segments(text: str) -> int:
+    """Segments argos decodes for `text`, by the splitter the bench gives it."""
+    sys.path.insert(0, str(PEER_SITE))
+    try:
+        from peer_split import count_segments
+    finally:
+        sys.path.remove(str(PEER_SITE))
+    return int(count_segments(text))
+
+
+class TokenCounter:
+    """Output tokens of a run: the segments each server decodes (counted by its own splitter, applied here to the
+    same texts) x the cap every segment runs to. Also the responses' text re-encoded with the model's target
+    sentencepiece, as a check that the outputs are that long; it is only a check, since LibreTranslate re-cases an
+    output whose source has a lowercase Latin word (`improve_translation_formatting`), and a lower-cased output
+    re-encodes into more pieces than were decoded."""
+
+    def __init__(self, target_spm: Path, segments: Callable[[str], int]):
         import sentencepiece
 
         self._sp = sentencepiece.SentencePieceProcessor(model_file=str(target_spm))
+        self._segments = segments
 
-    def __call__(self, bodies: dict[int, bytes]) -> int:
-        return sum(len(self._sp.encode(json.loads(body)["translatedText"])) for body in bodies.values())
+    def __call__(self, texts: list[str], result: LoadResult) -> dict[str, float]:
+        decoded = sum(self._segments(texts[i]) for i in result.bodies) * PEER_OUTPUT_TOKENS
+        reencoded = sum(len(self._sp.encode(json.loads(body)["translatedText"])) for body in result.bodies.values())
+        return {"output_tokens": decoded, "reencoded_tokens": reencoded, "seconds": round(result.seconds, 2),
+                "tokens_per_s": round(decoded / result.seconds, 1), "load_average": round(os.getloadavg()[0], 1)}
 
 
 def _first_translation(server: Server, probe: bytes) -> float:
@@ -159,20 +183,15 @@ def _first_translation(server: Server, probe: bytes) -> float:
     raise RuntimeError(f"no translation within {SERVER_START_TIMEOUT_S:.0f}s of launching the server")
 
 
-def _rate(result: LoadResult, count: TokenCounter) -> dict[str, float]:
-    tokens = count(result.bodies)
-    return {"output_tokens": tokens, "seconds": round(result.seconds, 2),
-            "tokens_per_s": round(tokens / result.seconds, 1)}
-
-
 Start = Callable[[str], AbstractContextManager[Server]]
 
 
-def measure(ctx: Context, start: Start, cached: bool) -> Outcome:
+def measure(ctx: Context, start: Start, cached: bool, segments: Callable[[str], int]) -> Outcome:
     """The figures of one configuration; `start(name)` launches a fresh server with an empty cache `name`."""
     data = json.loads((ctx.work_dir / TEXTS_FILE).read_text(encoding="utf-8"))
-    requests, probe = [_request(t) for t in data["texts"]], _request(data["probe"])
-    count = TokenCounter(Path(ctx.peer["target_spm"]))
+    texts = data["texts"]
+    requests, probe = [_request(t) for t in texts], _request(data["probe"])
+    count = TokenCounter(Path(ctx.peer["target_spm"]), segments)
     with start("first") as server:
         first_s = _first_translation(server, probe)
         one = drive(server.url, requests, 1, route=ROUTE)
@@ -184,7 +203,8 @@ def measure(ctx: Context, start: Start, cached: bool) -> Outcome:
             hits, cpu_ms = timed_drive(server, requests, PEER_CLIENTS, ctx.params.http_warm_seconds, route=ROUTE)
             warm = {**hits.summary(), "server_cpu_ms_per_request": cpu_ms}
     metrics: dict[str, Any] = {"texts": len(requests), "first_translation_s": round(first_s, 2),
-                               "one_client": _rate(one, count), "concurrent": _rate(many, count), "cached": warm}
+                               "segments": sum(map(segments, texts)), "one_client": count(texts, one),
+                               "concurrent": count(texts, many), "cached": warm}
     summary = (f"first translation {first_s:.1f} s; cold {metrics['one_client']['tokens_per_s']:,.0f} tok/s "
                f"(1 client), {metrics['concurrent']['tokens_per_s']:,.0f} tok/s ({PEER_CLIENTS} clients)")
     if warm:
@@ -202,7 +222,7 @@ def run_newsmt(ctx: Context) -> Outcome:
         env = {**base, **ctx.peer["newsmt_env"], "NEWSMT_CACHE_DIR": str(ctx.work_dir / f"peer-newsmt-{name}")}
         return serve(NEWSMT_FACTORY, env, ctx.work_dir / "server-peer-newsmt.log", ready_path=None)
 
-    return measure(ctx, start, cached=True)
+    return measure(ctx, start, cached=True, segments=newsmt_segments)
 
 
 def run_libretranslate(ctx: Context, *, tuned: bool) -> Outcome:
@@ -220,5 +240,5 @@ def run_libretranslate(ctx: Context, *, tuned: bool) -> Outcome:
         return launch(lambda port: [executable, "--host", "127.0.0.1", "--port", str(port), *flags], env,
                       ctx.work_dir / f"server-libretranslate-{label}.log", ready_path=None)
 
-    return measure(ctx, start, cached=tuned)
+    return measure(ctx, start, cached=tuned, segments=libretranslate_segments)
 

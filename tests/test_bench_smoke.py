@@ -52,3 +52,18 @@ def test_target_verdicts() -> None:
     assert verdicts["warm rerun speed-up over cold"] == ("MISS", 50.0, 0.5)
     assert verdicts["both models on CTranslate2: peak RSS"] == ("MISS", 1000.0, 0.8)
     assert verdicts["HTTP p99, warm clients"] == ("n/a", None, None)
+
+
+def test_peer_workload_and_segment_counts(tmp_path: Path) -> None:
+    """The LibreTranslate comparison's texts (8, of at least 3 sentences each) and the segments each side decodes:
+    newsmt's splitter and the regex the bench gives argos count nearly the same sentences."""
+    import json
+
+    from bench.peer import libretranslate_segments, newsmt_segments, peer_texts
+
+    data = json.loads(peer_texts(tmp_path / "texts.json", 8).read_text(encoding="utf-8"))
+    texts = data["texts"]
+    assert len(texts) == 8 and all(newsmt_segments(t) >= 3 for t in texts)
+    assert newsmt_segments(data["probe"]) == 1
+    ours, theirs = sum(map(newsmt_segments, texts)), sum(map(libretranslate_segments, texts))
+    assert 25 <= ours <= 35 and abs(ours - theirs) <= 3

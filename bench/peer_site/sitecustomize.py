@@ -2,21 +2,19 @@
 nothing else.
 
 It replaces one part of LibreTranslate: argos' MiniSBD sentence splitter, which downloads an ONNX model on first use
-(this machine reaches no model host). The replacement splits after sentence-final punctuation followed by space.
-That is cheaper than running an ONNX model per paragraph, so it favours LibreTranslate in the comparison.
+(this machine reaches no model host). The replacement (peer_split.py) splits after sentence-final punctuation
+followed by space. That is cheaper than running an ONNX model per paragraph, so it favours LibreTranslate in the
+comparison.
 """
 
 from __future__ import annotations
 
-import re
-
 from argostranslate import sbd
-
-_SENTENCE_END = re.compile(r"(?<=[.!?\u061f\u3002])\s+")
+from peer_split import split_sentences
 
 
 def _split_sentences(self: sbd.MiniSBDSentencizer, text: str) -> list[str]:
-    return [sentence for sentence in _SENTENCE_END.split(text.strip()) if sentence]
+    return split_sentences(text)
 
 
 sbd.MiniSBDSentencizer.split_sentences = _split_sentences  # type: ignore[method-assign]
