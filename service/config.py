@@ -100,12 +100,13 @@ class Settings(BaseSettings):
     device: Device = Field("auto", description="auto picks cuda, then mps, then cpu.")
     backend: Backend = Field("auto", description="Inference backend; auto prefers a converted CTranslate2 copy.")
     threads: int = Field(
-        0, ge=0, description="Intra-op CPU threads per model replica; 0: torch's default (transformers) or the "
-        "available cores divided by inter_threads (ctranslate2)."
+        0, ge=0, description="Intra-op CPU threads per model replica; 0: torch's default (transformers), or for "
+        "ctranslate2 the usable cores divided by the replicas (see inter_threads)."
     )
     inter_threads: int = Field(
-        1, ge=1, description="CTranslate2 replicas per model, each running one batch on `threads` threads. 1 "
-        "suits a CPU box: batching, not parallel batches, gives the throughput, and all cores go to one batch."
+        0, ge=0, description="CTranslate2 replicas per model, each running its own share of a batch on `threads` "
+        "threads (the weights are shared). 0 on a CPU: one replica per usable core, each on one thread, up to 4 "
+        "replicas, the remaining cores going to each replica's threads; on a GPU: 1."
     )
     ct2_quantization: Ct2Quantization = Field(
         "int8", description="Which converted CTranslate2 copy (`newsmt models convert --quantization`) the "
@@ -119,6 +120,11 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(
         4096, ge=1, description="Token budget of one inference batch (segments x longest segment), filled from "
         "all concurrent requests."
+    )
+    batch_max_decoding_tokens: int = Field(
+        3072, ge=1, description="Decoder positions one replica's share of a batch may hold: its segments x beam x "
+        "(longest source + max_output_tokens). Bounds the memory a batch's decoding state takes, which concurrent "
+        "requests would otherwise fill up to batch_size."
     )
     batch_max_wait_ms: float = Field(
         100.0, ge=0, description="How long, at most, an idle model waits for requests still being prepared (cleaned, "

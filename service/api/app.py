@@ -116,11 +116,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.close()
 
     app = FastAPI(title="newsmt", description=DESCRIPTION, lifespan=lifespan)
+    # Routes are matched in order, one by one: the two translation routes, the hot ones, go first.
     app.include_router(native.router, responses=NATIVE_TRANSLATE_ERRORS)
+    app.include_router(libretranslate.router, responses=LIBRETRANSLATE_ERRORS)
     app.include_router(summarize.router, responses=TRANSLATION_ERRORS)
     app.include_router(ops.admin, responses=ADMIN_ERRORS)
     app.include_router(glossaries.router, responses=GLOSSARY_ERRORS)
-    app.include_router(libretranslate.router, responses=LIBRETRANSLATE_ERRORS)
     app.include_router(documents.router, responses=DOCUMENT_ERRORS)
     app.include_router(documents.libretranslate_router, responses=LIBRETRANSLATE_DOWNLOAD_ERRORS)
     app.include_router(jobs.router, responses=DOCUMENT_ERRORS)

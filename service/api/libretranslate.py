@@ -18,8 +18,10 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from service.api.deps import State, admit
+from service.api.encoding import json_response
 from service.api.schemas import ARABIC_EXAMPLE, HEBREW_EXAMPLE, DetectedLanguage, Language, LibreTranslation
 from service.config import LANGUAGE_NAMES, SOURCE_LANGUAGES, TARGET_LANGUAGE
 from service.errors import InvalidInput
@@ -169,7 +171,7 @@ async def _translate_html(state: ServiceState, markup: str, source: str) -> tupl
 
 @router.post("/translate", openapi_extra={"requestBody": _TRANSLATE_BODY}, response_model=LibreTranslation,
              response_model_exclude_none=True)
-async def translate(request: Request, state: State) -> dict[str, Any]:
+async def translate(request: Request, state: State) -> Response:
     """Translate text (or HTML, keeping its tags) from Arabic or Hebrew into English."""
     fields = await _fields(request)
     admit(state, request, api_key_field(fields))
@@ -205,7 +207,7 @@ async def translate(request: Request, state: State) -> dict[str, Any]:
         body["detectedLanguage"] = detected if batch else detected[0]
     if alternatives:
         body["alternatives"] = others if batch else others[0]
-    return body
+    return json_response(body)
 
 
 @router.post("/detect", openapi_extra={"requestBody": _DETECT_BODY}, response_model=list[DetectedLanguage])

@@ -8,8 +8,10 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body
+from fastapi.responses import Response
 
 from service.api.deps import Admitted
+from service.api.encoding import json_response
 from service.api.schemas import (
     ARABIC_EXAMPLE,
     HEBREW_EXAMPLE,
@@ -64,7 +66,7 @@ def translation_body(result: ArticleResult, with_paragraphs: bool, threshold: fl
     return item
 
 
-@router.post("/translate")
+@router.post("/translate", response_model=TranslateResponse)
 async def translate(
     state: Admitted,
     request: Annotated[TranslateRequest, Body(openapi_examples={
@@ -76,7 +78,7 @@ async def translate(
             "text": ARABIC_EXAMPLE, "glossary": {"الأمين العام للأمم المتحدة": "UN Secretary-General"},
             "options": {"alternatives": 2, "return_segments": True}}},
     })],
-) -> TranslateResponse:
+) -> Response:
     """Translate Arabic or Hebrew news into English. Repeated sentences come from the cache; identical concurrent
     requests share one inference. A request with any failing text fails as a whole, naming the text."""
     started = time.perf_counter()
@@ -89,7 +91,7 @@ async def translate(
                                     glossary=glossary)
     raise_first_error(results, field_name)
     threshold = state.settings.low_confidence
-    return TranslateResponse(
+    return json_response(TranslateResponse(
         results=[translation_body(r, options.return_segments, threshold, options.alternatives, glossary is not None)
                  for r in results],
-        usage=usage(results, started))
+        usage=usage(results, started)))

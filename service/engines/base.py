@@ -66,6 +66,8 @@ class Engine(Protocol):
     backend: str
     #: Longest sequence the model's position tables allow, on either side.
     max_positions: int
+    #: Parts a batch is split into and run in parallel (CTranslate2 replicas); 1 for a single one.
+    replicas: int
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Source-side token counts (including special tokens), used to split segments that would not fit."""

@@ -107,6 +107,7 @@ class TransformersEngine:
         #: Learned position tables bound both sides; generating past them crashes instead of degrading.
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 1024)
         self.backend = variant_name(self.device, cuda_dtype, cpu_int8)
+        self.replicas = 1
         forced = target_language_token(self.tokenizer, model.config.model_type, source_lang, target_lang)
         self._forced_bos = None if forced is None else self.tokenizer.get_vocab()[forced]
 
