@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from tqdm import tqdm
 from service.bulk.report import ReportArticle, render_report
 from service.bulk.stats import BulkSummary
 from service.errors import InvalidInput, NewsMTError
-from service.files import TEMP_NAME, TEMP_SUFFIX, write_atomic
+from service.files import TEMP_NAME, TEMP_SUFFIX, open_atomic, write_atomic
 from service.pipeline.summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
-from service.pipeline.translate import ArticleResult, ParagraphResult, Pipeline
+from service.pipeline.translate import ArticleResult, Pipeline
 
 INPUT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIX = ".jsonl"
@@ -62,9 +63,9 @@ def _safe(name: str) -> str:
     return cleaned[:150]
 
 
-def discover(paths: Sequence[Path]) -> list[ArticleSource]:
-    """Articles under the given files and folders (folders recursively), in a stable order."""
-    sources: list[ArticleSource] = []
+def input_files(paths: Sequence[Path]) -> Iterator[tuple[Path, str]]:
+    """Each input file under the given files and folders (folders recursively), in a stable order, with the stem
+    its articles' ids and output names start with."""
     for root in paths:
         if not root.exists():
             raise InvalidInput(f"input path {root} does not exist")
@@ -74,11 +75,21 @@ def discover(paths: Sequence[Path]) -> list[ArticleSource]:
         base = root.parent if root.is_file() else root
         for file in files:
             rel = file.relative_to(base).with_suffix("")
-            stem = "/".join(_safe(part) for part in rel.parts)
-            if file.suffix.lower() == JSONL_SUFFIX:
-                sources.extend(_jsonl_articles(file, stem))
-            else:
-                sources.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}"))
+            yield file, "/".join(_safe(part) for part in rel.parts)
+
+
+def is_jsonl(file: Path) -> bool:
+    return file.suffix.lower() == JSONL_SUFFIX
+
+
+def discover(paths: Sequence[Path]) -> list[ArticleSource]:
+    """Articles under the given files and folders (folders recursively), in a stable order."""
+    sources: list[ArticleSource] = []
+    for file, stem in input_files(paths):
+        if is_jsonl(file):
+            sources.extend(_jsonl_articles(file, stem))
+        else:
+            sources.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}"))
     seen: dict[str, Path] = {}
     for src in sources:
         if src.id in seen:
@@ -87,20 +98,24 @@ def discover(paths: Sequence[Path]) -> list[ArticleSource]:
     return sources
 
 
+def jsonl_article(file: Path, stem: str, number: int, line: str) -> ArticleSource:
+    """The article on line `number` of a JSONL file (a non-blank line)."""
+    try:
+        record = json.loads(line)
+        text = record["text"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{file}:{number}: expected a JSON object with a 'text' field ({exc})") from exc
+    if not isinstance(text, str):
+        raise InvalidInput(f"{file}:{number}: 'text' must be a string")
+    article = _safe(str(record.get("id", number)))
+    return ArticleSource(f"{stem}/{article}", file, f"{stem}/{article}{TRANSLATION_SUFFIX}", text, number)
+
+
 def _jsonl_articles(file: Path, stem: str) -> Iterator[ArticleSource]:
     with file.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                text = record["text"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidInput(f"{file}:{number}: expected a JSON object with a 'text' field ({exc})") from exc
-            if not isinstance(text, str):
-                raise InvalidInput(f"{file}:{number}: 'text' must be a string")
-            article = _safe(str(record.get("id", number)))
-            yield ArticleSource(f"{stem}/{article}", file, f"{stem}/{article}{TRANSLATION_SUFFIX}", text, number)
+            if line.strip():
+                yield jsonl_article(file, stem, number, line)
 
 
 def remove_stale_temp_files(folder: Path, name: str = "*", *, recursive: bool = True) -> None:
@@ -149,6 +164,91 @@ def summary_fields(out: Path, src: ArticleSource, summary: SummaryResult) -> dic
     return fields
 
 
+def read_sources(part: Sequence[ArticleSource]) -> tuple[list[str], dict[int, ArticleResult]]:
+    """Each article's text, with "" standing in for one that cannot be read; the failures, by position, as results
+    that carry the error (they are recorded, never fatal)."""
+    texts: list[str] = []
+    unreadable: dict[int, ArticleResult] = {}
+    for i, src in enumerate(part):
+        try:
+            texts.append(src.read())
+        except (InvalidInput, OSError) as exc:
+            texts.append("")
+            unreadable[i] = ArticleResult(id=src.id, error=InvalidInput(str(exc)))
+    return texts, unreadable
+
+
+def check_summary_options(summarizer_on: bool, options: SummaryOptions | None, write_translations: bool) -> None:
+    if summarizer_on and options is not None and write_translations \
+            and options.strategy == SUMMARIZE_THEN_TRANSLATE:
+        raise InvalidInput("summarize_then_translate translates only the picked sentences, so it cannot "
+                           "write whole translations; use translate_then_summarize")
+
+
+class RunOutputs:
+    """One run's outputs, written as articles finish and in input order: NAME.en.txt, NAME.summary.txt, the lines of
+    results.jsonl (streamed into a temp file that replaces results.jsonl only when the run completes, so memory
+    stays flat however many articles there are) and the optional report. The local run and the cluster run
+    (service/bulk/cluster.py) both write through it, so their outputs cannot drift apart."""
+
+    def __init__(self, out: Path, *, total: int | None, write_translations: bool = True, report: Path | None = None,
+                 progress: bool | None = None):
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)
+        if report is not None and report.parent.is_dir():
+            remove_stale_temp_files(report.parent, report.name, recursive=False)
+        self.out, self.report, self.write_translations = out, report, write_translations
+        self.summary = BulkSummary()
+        self._report_rows: list[ReportArticle] = []
+        self._started = time.perf_counter()
+        self._files = ExitStack()
+        self._results = self._files.enter_context(open_atomic(out / RESULTS_FILE))
+        self._bar = tqdm(total=total, unit="article", disable=None if progress is None else not progress,
+                         dynamic_ncols=True)
+
+    def __enter__(self) -> RunOutputs:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
+        self._bar.close()
+        if kind is not None:  # a failed run leaves every earlier output, results.jsonl included, as it was
+            self._files.__exit__(kind, error, trace)
+
+    def add(self, src: ArticleSource, result: ArticleResult, summarized: SummaryResult | None = None) -> None:
+        """Write one finished article's files and its results.jsonl line."""
+        summary, output = self.summary, None
+        error = result.error or (summarized.error if summarized is not None else None)
+        if result.ok and result.translation is not None and self.write_translations:
+            write_atomic(self.out / src.output_name, result.translation + "\n")
+            output = src.output_name
+        if error is not None:
+            summary.failed += 1
+            summary.errors.append(f"{src.id}: {error}")
+        record = result_record(src, result, output)
+        if summarized is not None:
+            record.update(summary_fields(self.out, src, summarized), status="ok" if error is None else "error")
+            if summarized.ok:
+                summary.summary_engines[str(summarized.engine)] += 1
+        self._results.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if self.report is not None:
+            self._report_rows.append(ReportArticle.from_record(record, result.paragraphs))
+        summary.articles += 1
+        summary.segments += result.segments
+        summary.cache_hits += result.cache_hits
+
+    def advance(self, articles: int) -> None:
+        self._bar.update(articles)
+        self._bar.set_postfix(cache_hits=f"{self.summary.hit_rate:.0%}", failed=self.summary.failed)
+
+    def finish(self) -> BulkSummary:
+        """Put results.jsonl (and the report) in place; call once every article was added."""
+        self._files.close()  # results.jsonl replaced
+        self.summary.seconds = time.perf_counter() - self._started
+        if self.report is not None:
+            write_atomic(self.report, render_report(self._report_rows, self.summary))
+        return self.summary
+
+
 def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Path, *, source_lang: str = "auto",
                    beam_size: int | None = None, progress: bool | None = None,
                    summarizer: Summarizer | None = None, summary_options: SummaryOptions | None = None,
@@ -158,31 +258,13 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
     `report`, also one bilingual HTML file of the whole run (service/bulk/report.py)."""
     if summarizer is not None:
         summary_options = summary_options or SummaryOptions.from_settings(pipeline.settings)
-        if write_translations and summary_options.strategy == SUMMARIZE_THEN_TRANSLATE:
-            raise InvalidInput("summarize_then_translate translates only the picked sentences, so it cannot "
-                               "write whole translations; use translate_then_summarize")
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out)
-    if report is not None and report.parent.is_dir():
-        remove_stale_temp_files(report.parent, report.name, recursive=False)
-    summary = BulkSummary()
-    records: list[dict[str, Any]] = []
-    paragraphs: list[list[ParagraphResult]] = []  # per record, kept only for the report
-    started = time.perf_counter()
+    check_summary_options(summarizer is not None, summary_options, write_translations)
     chunk = pipeline.settings.bulk_chunk_articles
-    bar = tqdm(total=len(sources), unit="article", disable=None if progress is None else not progress,
-               dynamic_ncols=True)
-    try:
+    with RunOutputs(out, total=len(sources), write_translations=write_translations, report=report,
+                    progress=progress) as outputs:
         for first in range(0, len(sources), chunk):
             part = sources[first:first + chunk]
-            texts: list[str] = []
-            unreadable: dict[int, ArticleResult] = {}
-            for i, src in enumerate(part):
-                try:
-                    texts.append(src.read())
-                except (InvalidInput, OSError) as exc:
-                    texts.append("")
-                    unreadable[i] = ArticleResult(id=src.id, error=InvalidInput(str(exc)))
+            texts, unreadable = read_sources(part)
             ids = [s.id for s in part]
             summaries: list[SummaryResult | None] = [None] * len(part)
             if summarizer is None:
@@ -191,35 +273,8 @@ def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Pa
                 done = summarizer.summarize(texts, source_lang, ids=ids, beam_size=beam_size, options=summary_options)
                 results, summaries = [s.article for s in done], list(done)
             for i, (src, result, summarized) in enumerate(zip(part, results, summaries, strict=True)):
-                result = unreadable.get(i, result)
-                output = None
                 if i in unreadable:
-                    summarized = None
-                error = result.error or (summarized.error if summarized is not None else None)
-                if result.ok and result.translation is not None and write_translations:
-                    write_atomic(out / src.output_name, result.translation + "\n")
-                    output = src.output_name
-                if error is not None:
-                    summary.failed += 1
-                    summary.errors.append(f"{src.id}: {error}")
-                record = result_record(src, result, output)
-                if summarized is not None:
-                    record.update(summary_fields(out, src, summarized), status="ok" if error is None else "error")
-                    if summarized.ok:
-                        summary.summary_engines[str(summarized.engine)] += 1
-                records.append(record)
-                if report is not None:
-                    paragraphs.append(result.paragraphs)
-                summary.articles += 1
-                summary.segments += result.segments
-                summary.cache_hits += result.cache_hits
-            bar.update(len(part))
-            bar.set_postfix(cache_hits=f"{summary.hit_rate:.0%}", failed=summary.failed)
-    finally:
-        bar.close()
-    write_atomic(out / RESULTS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    summary.seconds = time.perf_counter() - started
-    if report is not None:
-        articles = [ReportArticle.from_record(r, p) for r, p in zip(records, paragraphs, strict=True)]
-        write_atomic(report, render_report(articles, summary))
-    return summary
+                    result, summarized = unreadable[i], None
+                outputs.add(src, result, summarized)
+            outputs.advance(len(part))
+        return outputs.finish()

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -80,7 +80,7 @@ class ArticleResult:
 
 
 @dataclass
-class _Segment:
+class Segment:
     article: int
     paragraph: int
     task: str
@@ -89,7 +89,7 @@ class _Segment:
 
 
 @dataclass
-class _Work:
+class ArticleWork:
     """Per-article state while a batch of articles moves through the pipeline."""
 
     result: ArticleResult
@@ -97,14 +97,25 @@ class _Work:
     separator: str
     languages: list[str]
     doc_key: str = ""
-    segments: list[_Segment] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class SegmentLookup:
+    """The segments of a set of articles after one cache read: translations found so far, misses left to run."""
+
+    found: dict[str, str]
+    #: task -> segment key -> text: each distinct miss once, however many articles hold it.
+    misses: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    #: The misses' translations, once made: not yet in the cache.
+    produced: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class PendingArticles:
     """Articles between `Pipeline.lookup` and `Pipeline.finish`: results filled in where the article cache had them."""
 
-    works: list[_Work]
+    works: list[ArticleWork]
     texts: list[str]
     source: str
     gen: GenerationSettings
@@ -162,7 +173,7 @@ class Pipeline:
         gen = self.generation_settings(beam_size)
         ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
         signature = self.models_signature()
-        works = [_Work(ArticleResult(id=article_id), [], "\n", [],
+        works = [ArticleWork(ArticleResult(id=article_id), [], "\n", [],
                        doc_key=self._article_key(text, source, gen, signature))
                  for article_id, text in zip(ids, texts, strict=True)]
         cached = self.cache.get_many((w.doc_key for w in works), may_reopen=may_block)  # one read for all of them
@@ -176,17 +187,75 @@ class Pipeline:
     def finish(self, pending: PendingArticles) -> list[ArticleResult]:
         """Every stage after `lookup`, for the articles it did not answer, with their misses in shared batches."""
         with self.manager.batcher.arriving():  # an idle engine waits for these misses rather than batching without them
-            for work, text in zip(pending.works, pending.texts, strict=True):
-                if work.result.translation is not None:
-                    continue
-                try:
-                    self._prepare(work, text, pending.source, pending.gen)
-                except NewsMTError as exc:
-                    work.result.error = exc
-            works = [w for w in pending.works if w.result.ok and w.result.translation is None]
-            self._translate_segments(works, pending.gen)
+            works = self.prepare(pending)
+            lookup = self.lookup_segments(works)
+            failed = self.translate_misses(lookup, pending.gen)
+            self.assemble(works, lookup, failed)
         pending.stamp_elapsed()
         return pending.results
+
+    # -- stages: `finish` runs them in one process; the cluster run (service/bulk/cluster.py) spreads them ------
+    def prepare(self, pending: PendingArticles) -> list[ArticleWork]:
+        """Clean, detect and segment the articles `lookup` did not find; returns those left to translate (an
+        article that fails here carries its error instead)."""
+        for work, text in zip(pending.works, pending.texts, strict=True):
+            if work.result.translation is not None:
+                continue
+            try:
+                self._prepare(work, text, pending.source, pending.gen)
+            except NewsMTError as exc:
+                work.result.error = exc
+        return [w for w in pending.works if w.result.ok and w.result.translation is None]
+
+    def lookup_segments(self, works: Sequence[ArticleWork], known: Mapping[str, str] | None = None) -> SegmentLookup:
+        """One cache read for every segment of `works` (but those in `known`, translations already in hand),
+        counting each article's hits and misses."""
+        found = dict(known or {})
+        found.update(self.cache.get_many(s.key for w in works for s in w.segments if s.key not in found))
+        lookup = SegmentLookup(found)
+        for work in works:
+            work.result.cache_hits = work.result.cache_misses = 0
+            for seg in work.segments:
+                if seg.key in found:
+                    work.result.cache_hits += 1
+                else:
+                    work.result.cache_misses += 1
+                    lookup.misses[seg.task][seg.key] = seg.text
+        return lookup
+
+    def translate_misses(self, lookup: SegmentLookup, gen: GenerationSettings) -> dict[str, NewsMTError]:
+        """Send the distinct misses to the engines (loaded on first use); their outputs go into `lookup.found` and
+        `lookup.produced` (stored by `assemble`). Returns the error of each task whose model could not run."""
+        failed: dict[str, NewsMTError] = {}
+        for task, by_key in lookup.misses.items():
+            try:
+                outputs = self._infer(task, list(by_key.values()), gen)
+            except NewsMTError as exc:
+                failed[task] = exc
+                continue
+            lookup.produced.update(zip(by_key, outputs, strict=True))
+        lookup.found.update(lookup.produced)
+        return failed
+
+    def assemble(self, works: Sequence[ArticleWork], lookup: SegmentLookup, failed: dict[str, NewsMTError]) -> None:
+        """Join each article's segment translations back into paragraphs, then store every new entry, sentences
+        and whole articles, in one cache write."""
+        found, produced = lookup.found, dict(lookup.produced)
+        for work in works:
+            broken = next((failed[s.task] for s in work.segments if s.task in failed), None)
+            if broken is not None:
+                work.result.error = broken
+                continue
+            by_paragraph: dict[int, list[str]] = defaultdict(list)
+            for seg in work.segments:
+                by_paragraph[seg.paragraph].append(found[seg.key])
+            translations = [
+                " ".join(by_paragraph[p]) if lang != TARGET_LANGUAGE else paragraph
+                for p, (paragraph, lang) in enumerate(zip(work.paragraphs, work.languages, strict=True))
+            ]
+            self._finish(work, translations)
+            produced[work.doc_key] = self._cached_article(work.result)
+        self.cache.set_many(produced)
 
     # -- stages ----------------------------------------------------------------------------------------------
     def prepare_document(self, text: str, source: str, result: ArticleResult) -> tuple[CleanedDocument, list[str]]:
@@ -227,7 +296,7 @@ class Pipeline:
         """Key of a whole article's result: over the raw text as received, so a repeat costs one lookup."""
         return cache_key("article", "translate", signature, "", {**gen.key(), "source": source}, text)
 
-    def _prepare(self, work: _Work, text: str, source: str, gen: GenerationSettings) -> None:
+    def _prepare(self, work: ArticleWork, text: str, source: str, gen: GenerationSettings) -> None:
         """Clean, detect, resolve models and segment an article the article-level cache did not have."""
         result = work.result
         doc, languages = self.prepare_document(text, source, result)
@@ -242,7 +311,7 @@ class Pipeline:
             for sentence in split_sentences(paragraph, lang):
                 key = cache_key("segment", task, models[task].model_id, models[task].revision,
                                 self._key_settings(gen, {task: models[task]}), sentence)
-                work.segments.append(_Segment(len(work.segments), p, task, sentence, key))
+                work.segments.append(Segment(len(work.segments), p, task, sentence, key))
         result.segments = len(work.segments)
 
     def _languages(self, result: ArticleResult, paragraphs: list[str], source: str) -> list[str]:
@@ -297,45 +366,7 @@ class Pipeline:
             "segments": result.segments,
         }, ensure_ascii=False)
 
-    def _translate_segments(self, works: list[_Work], gen: GenerationSettings) -> None:
-        """Look every segment up at once, send only the distinct misses to the engines, store, join."""
-        segments = [s for w in works for s in w.segments]
-        found = self.cache.get_many(s.key for s in segments)
-        misses: dict[str, dict[str, str]] = defaultdict(dict)  # task -> key -> text
-        for work in works:
-            for seg in work.segments:
-                if seg.key in found:
-                    work.result.cache_hits += 1
-                else:
-                    work.result.cache_misses += 1
-                    misses[seg.task][seg.key] = seg.text
-        failed: dict[str, NewsMTError] = {}
-        produced: dict[str, str] = {}  # every new entry, sentences and articles, stored in one write at the end
-        for task, by_key in misses.items():
-            try:
-                outputs = self._infer(task, list(by_key.values()), gen)
-            except NewsMTError as exc:
-                failed[task] = exc
-                continue
-            produced.update(zip(by_key, outputs, strict=True))
-        found.update(produced)
-        for work in works:
-            broken = next((failed[s.task] for s in work.segments if s.task in failed), None)
-            if broken is not None:
-                work.result.error = broken
-                continue
-            by_paragraph: dict[int, list[str]] = defaultdict(list)
-            for seg in work.segments:
-                by_paragraph[seg.paragraph].append(found[seg.key])
-            translations = [
-                " ".join(by_paragraph[p]) if lang != TARGET_LANGUAGE else paragraph
-                for p, (paragraph, lang) in enumerate(zip(work.paragraphs, work.languages, strict=True))
-            ]
-            self._finish(work, translations)
-            produced[work.doc_key] = self._cached_article(work.result)
-        self.cache.set_many(produced)
-
-    def _finish(self, work: _Work, translations: list[str]) -> None:
+    def _finish(self, work: ArticleWork, translations: list[str]) -> None:
         work.result.paragraphs = [
             ParagraphResult(src, tgt, lang)
             for src, tgt, lang in zip(work.paragraphs, translations, work.languages, strict=True)
