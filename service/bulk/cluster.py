@@ -297,8 +297,8 @@ def refuse_unshared_cache(cache: SegmentCache, nodes: Sequence[dict[str, Any]]) 
     alive = [n for n in nodes if n.get("Alive")]
     if len(alive) > 1 and not cache.shared:
         raise InvalidInput(
-            f"this Ray cluster has {len(alive)} nodes, and the embedded disk cache ({cache.directory}) cannot be "
-            "shared safely across machines: set NEWSMT_CACHE_URL to a shared cache, or run on one node")
+            f"this Ray cluster has {len(alive)} nodes, and the embedded disk cache ({cache.backend.location}) "
+            "cannot be shared safely across machines: set NEWSMT_CACHE_URL to a shared cache, or run on one node")
 
 
 def connect(address: str | None) -> None:
