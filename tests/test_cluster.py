@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -19,6 +19,7 @@ import pytest
 
 from service.config import Settings
 from service.errors import InvalidInput
+from service.testing.redis_server import RedisServer
 from service.text.langid import detect_language
 from tests.conftest import SEEDS, env_for, settings_for
 
@@ -237,3 +238,23 @@ def test_a_local_run_never_imports_ray(settings: Settings, tmp_path: Path) -> No
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("no ray")
+
+
+def test_with_the_shared_redis_cache_the_workers_write_it_and_many_nodes_are_allowed(
+        ray_address: str, tmp_path: Path, tiny_models: dict[str, Path],
+        redis_server: Callable[..., RedisServer]) -> None:
+    from service.bulk.cluster import refuse_unshared_cache
+    from service.cache.segment_cache import SegmentCache
+
+    settings = settings_for(tmp_path, tiny_models, cache_url=redis_server().url)
+    first = newsmt(["translate", str(SEEDS), "--out", str(tmp_path / "out"), *on_ray(ray_address)], settings)
+    assert first.returncode == 0, first.stderr
+    # What the actors stored is in Redis, not on this disk: a local rerun is served from it and loads no model.
+    assert not (tmp_path / "cache").exists()
+    again = newsmt(["translate", str(SEEDS), "--out", str(tmp_path / "again")], settings)
+    assert again.returncode == 0, again.stderr
+    assert "(100.0%)" in again.stdout and "models loaded: none" in again.stdout
+    cache = SegmentCache.from_settings(settings)
+    nodes = ray.nodes()
+    refuse_unshared_cache(cache, [*nodes, dict(nodes[0], NodeID="another", NodeManagerAddress="127.0.0.2")])
+    cache.close()
