@@ -36,6 +36,7 @@ class Case:
     raw_ct2: tuple[str, ...] = ()  # architectures the raw engine cases need as CTranslate2 copies
     newsmt_tasks: tuple[str, ...] = ()  # tasks newsmt must have installed (and converted, on CTranslate2)
     after: str | None = None  # a case whose outputs this one reuses (selected with it)
+    peer: bool = False  # needs the LibreTranslate comparison prepared (issue 14)
 
 
 CASES: dict[str, Case] = {case.name: case for case in (
@@ -61,6 +62,12 @@ CASES: dict[str, Case] = {case.name: case for case in (
     Case("both_models", "7", "ar-en + he-en on CTranslate2 {ct2} in one newsmt process",
          _lazy("newsmt_cases", "both_models"), models=("ar-en", "he-en"),
          newsmt_tasks=("translate:ar-en", "translate:he-en")),
+    Case("peer_newsmt", "14", "newsmt defaults, LibreTranslate route, beam 4, 256 tokens",
+         _lazy("peer", "run_newsmt"), peer=True),
+    Case("peer_lt_shipped", "14", "LibreTranslate {libretranslate} as shipped, same weights",
+         _lazy("peer", "run_libretranslate", tuned=False), peer=True),
+    Case("peer_lt_tuned", "14", "LibreTranslate {libretranslate} tuned (2x1 threads, cache all)",
+         _lazy("peer", "run_libretranslate", tuned=True), peer=True),
     Case("summarize_fp32", "note", "distilbart, transformers {precision}, batch 1",
          _lazy("engines", "summarize_once", engine="torch"), models=("summarize",)),
     Case("summarize_ct2", "note", "distilbart, CTranslate2 {ct2}, batch 1",

@@ -13,11 +13,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import psutil
 
 from .config import HEALTH_ROUTE, REPO_DIR, SERVER_START_TIMEOUT_S, TRANSLATE_ROUTE, UVICORN_FLAGS
 from .measure import peak_rss_mb, percentile
@@ -32,6 +34,7 @@ REQUEST_TIMEOUT_S = 600.0
 class Server:
     url: str
     process: subprocess.Popen[bytes]
+    started: float  # time.monotonic() when the process was launched
     peak_rss_mb: float | None = None
 
 
@@ -41,14 +44,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(server: Server, log: Path) -> None:
-    """Any HTTP answer means uvicorn has finished the app's lifespan start-up and is serving."""
+def _wait_ready(server: Server, log: Path, ready_path: str) -> None:
+    """Any HTTP answer means the server has finished starting (for uvicorn: the app's lifespan) and is serving."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited with {server.process.returncode}: {log.read_text()[-2000:]}")
         try:
-            urllib.request.urlopen(server.url + HEALTH_ROUTE, timeout=2.0).close()
+            urllib.request.urlopen(server.url + ready_path, timeout=2.0).close()
             return
         except urllib.error.HTTPError:
             return
@@ -71,19 +74,31 @@ def _stop(server: Server) -> None:
 
 
 @contextmanager
-def serve(factory: str, env: dict[str, str], log: Path) -> Iterator[Server]:
+def launch(command: Callable[[int], list[str]], env: dict[str, str], log: Path,
+           ready_path: str | None = HEALTH_ROUTE) -> Iterator[Server]:
+    """Start `command(port)` on a free loopback port; with `ready_path`, wait until it answers there. Without, the
+    caller times the start itself (the first-translation case)."""
     port = _free_port()
+    started = time.monotonic()
     with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", factory, "--factory", "--port", str(port), *UVICORN_FLAGS],
-            env=env, cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process)
+        process = subprocess.Popen(command(port), env=env, cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, started)
     try:
-        _wait_ready(server, log)
+        if ready_path is not None:
+            _wait_ready(server, log, ready_path)
         yield server
     finally:
         _stop(server)
+
+
+def uvicorn_command(factory: str) -> Callable[[int], list[str]]:
+    return lambda port: [sys.executable, "-m", "uvicorn", factory, "--factory", "--port", str(port), *UVICORN_FLAGS]
+
+
+def serve(factory: str, env: dict[str, str], log: Path,
+          ready_path: str | None = HEALTH_ROUTE) -> AbstractContextManager[Server]:
+    """A uvicorn app factory (newsmt's, or the bare route) as a server."""
+    return launch(uvicorn_command(factory), env, log, ready_path)
 
 
 @dataclass
@@ -119,10 +134,10 @@ class Connection:
     newsmt/bare ratio towards 1. This one writes a fixed request head and reads a Content-Length body, no more.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, route: str = TRANSLATE_ROUTE):
         parts = urlsplit(url)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._head = (f"POST {TRANSLATE_ROUTE} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        self._head = (f"POST {route} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                       "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n")
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
@@ -148,7 +163,7 @@ class Connection:
             self._streams = None
 
 
-async def _drive(url: str, requests: Sequence[bytes], clients: int, seconds: float | None) -> LoadResult:
+async def _drive(url: str, requests: Sequence[bytes], clients: int, seconds: float | None, route: str) -> LoadResult:
     """`clients` concurrent clients, one keep-alive connection each. Without `seconds` each request is sent once;
     with it the clients cycle through the requests until the time is up (requests already sent still finish)."""
     result = LoadResult()
@@ -157,7 +172,7 @@ async def _drive(url: str, requests: Sequence[bytes], clients: int, seconds: flo
     deadline = started + seconds if seconds else None
 
     async def one_client() -> None:
-        connection = Connection(url)
+        connection = Connection(url, route)
         try:
             for index in order:
                 if deadline is not None and time.perf_counter() >= deadline:
@@ -178,8 +193,24 @@ async def _drive(url: str, requests: Sequence[bytes], clients: int, seconds: flo
     return result
 
 
-def drive(url: str, requests: Sequence[bytes], clients: int, seconds: float | None = None) -> LoadResult:
-    result = asyncio.run(_drive(url, requests, clients, seconds))
+def drive(url: str, requests: Sequence[bytes], clients: int, seconds: float | None = None,
+          route: str = TRANSLATE_ROUTE) -> LoadResult:
+    result = asyncio.run(_drive(url, requests, clients, seconds, route))
     if result.errors:
         raise RuntimeError(f"{len(result.errors)} failed requests, e.g. {result.errors[0]}")
     return result
+
+
+def server_cpu_seconds(server: Server) -> float:
+    """User + system CPU time the server process has used so far (all its threads), from /proc."""
+    times = psutil.Process(server.process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def timed_drive(server: Server, requests: Sequence[bytes], clients: int, seconds: float,
+                route: str = TRANSLATE_ROUTE) -> tuple[LoadResult, float]:
+    """`drive` for a fixed time, and the server's own CPU milliseconds per request meanwhile: what a request costs
+    the server, whatever else (the clients, other processes) shares the cores."""
+    before = server_cpu_seconds(server)
+    result = drive(server.url, requests, clients, seconds, route)
+    return result, round((server_cpu_seconds(server) - before) * 1000 / result.requests, 3)

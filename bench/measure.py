@@ -34,6 +34,8 @@ class Context:
     newsmt_backend: str  # what newsmt runs on in the bulk/HTTP cases, e.g. "ctranslate2 int8"
     newsmt_ct2: bool  # whether newsmt's CTranslate2 backend is in use
     newsmt_env: dict[str, str] = field(default_factory=dict)
+    #: The LibreTranslate comparison: its python, argos packages, target sentencepiece, newsmt's env for it.
+    peer: dict[str, Any] = field(default_factory=dict)
 
     def dump(self, path: Path) -> None:
         data = asdict(self)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import OUTPUT_TOKENS
-from .http_load import BARE_FACTORY, NEWSMT_FACTORY, drive, serve
+from .http_load import BARE_FACTORY, NEWSMT_FACTORY, drive, serve, timed_drive
 from .measure import Context, Outcome, peak_rss_mb
 from .servers import PAYLOAD_ENV
 
@@ -111,19 +111,20 @@ def http_newsmt(ctx: Context) -> Outcome:
     with serve(NEWSMT_FACTORY, env, ctx.work_dir / "server-newsmt.log") as server:
         drive(server.url, [_request(articles[-1])], 1)
         cold = drive(server.url, requests, params.http_clients)
-        warm = drive(server.url, requests, params.http_clients, params.http_warm_seconds)
+        warm, cpu_ms = timed_drive(server, requests, params.http_clients, params.http_warm_seconds)
     # The bare route answers with a real response of median size, so both servers move the same bytes.
     median = sorted(warm.bodies.values(), key=len)[len(warm.bodies) // 2]
     (ctx.work_dir / BARE_PAYLOAD_FILE).write_bytes(median)
     segments = sum(json.loads(body)["usage"]["segments"] for body in cold.bodies.values())
     cold_figures = {**cold.summary(), "segments": segments,
                     "tokens_per_s": round(segments * OUTPUT_TOKENS / cold.seconds, 1)}
-    warm_figures = warm.summary()
+    warm_figures = {**warm.summary(), "server_cpu_ms_per_request": cpu_ms}
     metrics = {"cold": cold_figures, "warm": warm_figures, "bare_payload_bytes": len(median),
                "backend": ctx.newsmt_backend}
     summary = (f"cold {cold_figures['req_per_s']:,.1f} req/s (p50 {cold_figures['p50_ms']:,.0f} ms, "
                f"p99 {cold_figures['p99_ms']:,.0f} ms); warm {warm_figures['req_per_s']:,.0f} req/s "
-               f"(p50 {warm_figures['p50_ms']:.1f} ms, p99 {warm_figures['p99_ms']:.1f} ms)")
+               f"(p50 {warm_figures['p50_ms']:.1f} ms, p99 {warm_figures['p99_ms']:.1f} ms, "
+               f"{cpu_ms:.2f} ms server CPU each)")
     return Outcome(metrics, summary, [f"{params.http_clients} clients; peak RSS is the server's"],
                    peak_rss_mb=server.peak_rss_mb)
 
@@ -137,9 +138,10 @@ def http_bare(ctx: Context) -> Outcome:
     requests = [_request(a) for a in corpus_articles(ctx)[:ctx.params.http_cold_articles]]
     with serve(BARE_FACTORY, env, ctx.work_dir / "server-bare.log") as server:
         drive(server.url, requests[:1], 1)
-        warm = drive(server.url, requests, ctx.params.http_clients, ctx.params.http_warm_seconds)
-    metrics = {**warm.summary(), "payload_bytes": payload.stat().st_size}
-    summary = f"{metrics['req_per_s']:,.0f} req/s (p50 {metrics['p50_ms']:.1f} ms, p99 {metrics['p99_ms']:.1f} ms)"
+        warm, cpu_ms = timed_drive(server, requests, ctx.params.http_clients, ctx.params.http_warm_seconds)
+    metrics = {**warm.summary(), "server_cpu_ms_per_request": cpu_ms, "payload_bytes": payload.stat().st_size}
+    summary = (f"{metrics['req_per_s']:,.0f} req/s (p50 {metrics['p50_ms']:.1f} ms, p99 {metrics['p99_ms']:.1f} ms, "
+               f"{cpu_ms:.2f} ms server CPU each)")
     return Outcome(metrics, summary, ["peak RSS is the server's"], peak_rss_mb=server.peak_rss_mb)
 
 

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 #: newsmt's own model store for the bench: models laid out as `newsmt models pull` leaves them, plus the converted
 #: copies `newsmt models convert` writes next to them (kept between runs; rebuilt when a model changes).
 NEWSMT_STORE = MODELS_DIR / "newsmt-store"
+#: The LibreTranslate comparison runs newsmt on the model as a local directory (fingerprinted, not pulled), with its
+#: converted copy in a store of its own.
+PEER_STORE = MODELS_DIR / "peer-store"
 PULL_REVISION = "main"
 
 
@@ -147,6 +150,29 @@ def worker_env(newsmt_env: dict[str, str]) -> dict[str, str]:
     return {**env, **newsmt_env, "HF_HUB_OFFLINE": "1"}
 
 
+def prepare_peer(work: Path, params: BenchParams) -> dict[str, Any]:
+    """The LibreTranslate comparison: newsmt's converted copy of the model as a local directory (converted once, by
+    `newsmt models convert`), argos packages over that same copy, LibreTranslate's own venv, the texts."""
+    from service.config import Settings
+    from service.store.convert import find_converted
+    from service.store.model_store import ModelStore
+
+    from . import peer
+
+    hf_model = ensure_model("ar-en")
+    env = peer.newsmt_env(PEER_STORE, hf_model)
+    values = {"models_dir": PEER_STORE, "ar_en_model": str(hf_model)}
+    convert_for_newsmt("translate:ar-en", values, worker_env(env))
+    settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    converted = find_converted(PEER_STORE, ModelStore(settings).resolve("translate:ar-en"), settings.ct2_quantization)
+    if converted is None:
+        raise RuntimeError("newsmt models convert left no converted copy for the LibreTranslate comparison")
+    packages = peer.build_packages(converted.path, hf_model / "source.spm", work / "argos-packages")
+    peer.peer_texts(work / peer.TEXTS_FILE, params.peer_texts)
+    return {"python": str(peer.ensure_venv()), "packages": str(packages),
+            "target_spm": str(hf_model / "target.spm"), "newsmt_env": env}
+
+
 # -- all of it -----------------------------------------------------------------------------------------------------
 def prepare(cases: list[Case], params: BenchParams, device: str, threads: int, work: Path) -> Context:
     for key in _union(cases, "models"):
@@ -174,10 +200,11 @@ def prepare(cases: list[Case], params: BenchParams, device: str, threads: int, w
         install_as_pulled(key)
         if use_ct2:
             convert_for_newsmt(task, values, worker_env(newsmt_env))
+    peer = prepare_peer(work, params) if any(case.peer for case in cases) else {}
     return Context(
         device=device, threads=threads, params=params, work_dir=work,
         models={key: str(ensure_model(key)) for key in _union(cases, "models")}, ct2_models=ct2_models,
         ct2_quantization=CT2_QUANTIZATION[device], raw_inputs=raw_inputs, summary_input=summary_input,
         corpus_dir=corpus_dir, corpus_segments=len(segments), newsmt_backend=backend_label(values),
-        newsmt_ct2=use_ct2, newsmt_env=newsmt_env,
+        newsmt_ct2=use_ct2, newsmt_env=newsmt_env, peer=peer,
     )

@@ -24,6 +24,12 @@ from .config import (
     TARGET_CONCURRENT_VS_SEQUENTIAL,
     TARGET_HTTP_P99_MS,
     TARGET_HTTP_VS_BARE,
+    TARGET_PEER_CACHED,
+    TARGET_PEER_COLD_MANY,
+    TARGET_PEER_COLD_ONE,
+    TARGET_PEER_FIRST,
+    TARGET_PEER_MANY_VS_ONE,
+    TARGET_PEER_RSS,
     TARGET_REDIS_VS_DISKCACHE,
     TARGET_WARM_VS_COLD,
     TORCH_INT8_BATCH,
@@ -78,6 +84,16 @@ def _bulk_vs_raw(results: Results) -> float | None:
     return _ratio(metric(results, "bulk_cold", "tokens_per_s"), best[1] if best else None)
 
 
+def _peer(figure: str, *path: str, against: str = "peer_lt_tuned") -> Callable[[Results], float | None]:
+    """newsmt's figure over tuned LibreTranslate's (or over another figure of newsmt's own)."""
+    return lambda r: _ratio(metric(r, "peer_newsmt", figure, *path), metric(r, against, figure, *path))
+
+
+def _peer_rss(results: Results) -> float | None:
+    newsmt, tuned = (results.get(case, {}).get("peak_rss_mb") for case in ("peer_newsmt", "peer_lt_tuned"))
+    return _ratio(newsmt, tuned) if "metrics" in results.get("peer_newsmt", {}) else None
+
+
 TARGETS = (
     Target("bulk end to end / best raw engine call", TARGET_BULK_VS_RAW, True, "x", _bulk_vs_raw),
     Target("bulk end to end / naive loop", TARGET_BULK_VS_NAIVE, True, "x",
@@ -99,6 +115,20 @@ TARGETS = (
                             metric(r, "http_redis", "redis", "p99_ms"))),
     Target("bulk warm rerun speed: Redis / diskcache", TARGET_REDIS_VS_DISKCACHE, True, "x",
            lambda r: _ratio(metric(r, "bulk_warm", "seconds"), metric(r, "bulk_warm_redis", "seconds"))),
+    Target("cold, 1 client: newsmt / LibreTranslate tuned", TARGET_PEER_COLD_ONE, True, "x",
+           _peer("one_client", "tokens_per_s")),
+    Target("cold, 8 clients: newsmt / LibreTranslate tuned", TARGET_PEER_COLD_MANY, True, "x",
+           _peer("concurrent", "tokens_per_s")),
+    Target("cold, newsmt 8 clients / its 1 client", TARGET_PEER_MANY_VS_ONE, True, "x",
+           lambda r: _ratio(metric(r, "peer_newsmt", "concurrent", "tokens_per_s"),
+                            metric(r, "peer_newsmt", "one_client", "tokens_per_s"))),
+    Target("cached, 8 clients: req/s newsmt / LibreTranslate tuned", TARGET_PEER_CACHED, True, "x",
+           _peer("cached", "req_per_s")),
+    Target("cached: server CPU per request newsmt / LibreTranslate tuned", 1.0, False, "x",
+           _peer("cached", "server_cpu_ms_per_request")),
+    Target("peak RSS, 8 clients: newsmt / LibreTranslate tuned", TARGET_PEER_RSS, False, "x", _peer_rss),
+    Target("first translation after start: newsmt / LibreTranslate tuned", TARGET_PEER_FIRST, False, "x",
+           _peer("first_translation_s")),
 )
 
 
@@ -143,7 +173,7 @@ def render(results: Results, titles: dict[str, tuple[str, str]], targets: list[d
          f"{t['margin']:.2f} of target" if t["verdict"] == "MISS" and t["margin"] is not None else ""]
         for t in targets
     ]
-    checked = _table(["target (issues 5, 12)", "measured", "wanted", "verdict", "miss by"], target_rows)
+    checked = _table(["target (issues 5, 12, 14)", "measured", "wanted", "verdict", "miss by"], target_rows)
     notes = [f"- {name}: {note}" for name, result in results.items() for note in result.get("notes", [])]
     return "\n\n".join(part for part in (measured, checked, "\n".join(notes)) if part)
 

@@ -28,6 +28,7 @@ from .config import (
     CASE_TIMEOUT_S,
     CT2_QUANTIZATION,
     FULL,
+    LIBRETRANSLATE_VERSION,
     QUICK,
     REPO_DIR,
     TMP_DIR,
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_tmp:
             shutil.rmtree(work, ignore_errors=True)
     fill = {"precision": TORCH_DTYPE[args.device], "ct2": CT2_QUANTIZATION[args.device],
+            "libretranslate": LIBRETRANSLATE_VERSION,
             "clients": params.http_clients, "requests": params.concurrent_requests}
     titles = {case.name: (case.issue_item, case.title.format(**fill)) for case in cases}
     targets = report.evaluate(results)

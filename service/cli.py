@@ -16,24 +16,29 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from service.bulk.run import discover, translate_tree
+from service.bulk.run import discover, no_articles_message, translate_tree
 from service.bulk.stats import BulkSummary
 from service.cache.segment_cache import SegmentCache
 from service.config import TASKS, Ct2Quantization, Settings
 from service.engines.manager import ModelManager
-from service.errors import InvalidInput, NewsMTError, UnknownTask, UnsupportedLanguage, mapped
+from service.errors import GlossaryNotFound, InvalidInput, NewsMTError, UnknownTask, UnsupportedLanguage, mapped
 from service.pipeline.summarize import METHODS, STRATEGIES, TRANSLATE_THEN_SUMMARIZE, Summarizer, SummaryOptions
 from service.pipeline.translate import SOURCE_CHOICES, Pipeline
 from service.store.convert import convert_model
+from service.store.glossaries import GlossaryStore, parse_table
 from service.store.model_store import ModelStore
+from service.text.glossary import Glossary
 
 app = typer.Typer(help="newsmt: translate Hebrew and Arabic news into English, with a content-hash disk cache.",
                   no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Install and inspect models.", no_args_is_help=True)
+glossary_app = typer.Typer(help="Named glossaries: terms pinned in translations (`--glossary`, the API's `glossary`).",
+                           no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect and clear the cache (diskcache, or Redis with NEWSMT_CACHE_URL).",
                         no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(cache_app, name="cache")
+app.add_typer(glossary_app, name="glossary")
 
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -42,6 +47,7 @@ EXIT_CODES: dict[type[NewsMTError], int] = {
     InvalidInput: EXIT_USAGE,
     UnsupportedLanguage: EXIT_USAGE,
     UnknownTask: EXIT_USAGE,
+    GlossaryNotFound: EXIT_USAGE,
 }
 
 
@@ -64,7 +70,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Files or folders (*.txt, *.md, *.jsonl with a 'text' field).")]
+Paths = Annotated[list[Path], typer.Argument(
+    help="Files or folders: *.txt, *.md, *.jsonl with a 'text' field; `translate` also takes *.html, *.htm, *.srt "
+    "and *.docx, writing NAME.en.EXT (format kept) beside NAME.en.txt.")]
 Source = Annotated[str, typer.Option(help=f"Source language: {'|'.join(SOURCE_CHOICES)}.")]
 BeamSize = Annotated[int | None, typer.Option(help="Override NEWSMT_BEAM_SIZE (translation).")]
 Progress = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")]
@@ -111,6 +119,9 @@ def translate(
     batch_size: RayBatchSize = None,
     max_restarts: MaxRestarts = -1,
     max_task_retries: MaxTaskRetries = 3,
+    glossary: Annotated[str | None, typer.Option(
+        "--glossary", help="Pin terms: a stored glossary's name (`newsmt glossary list`) or a TSV/CSV file of "
+        "source term, English term.")] = None,
 ) -> None:
     """Bulk-translate articles; a rerun serves finished work from the cache."""
     # The whole translation is written anyway, so its summary is made from it (never from picked sentences).
@@ -118,7 +129,7 @@ def translate(
     ray = _ray_options(cluster, ray_address, concurrency, num_cpus, num_gpus, batch_size, max_restarts,
                        max_task_retries)
     _bulk(paths, out, source=source, beam_size=beam_size, progress=progress, summary=summary,
-          report_path=report_path, ray=ray)
+          report_path=report_path, ray=ray, glossary=glossary)
 
 
 @app.command()
@@ -166,7 +177,7 @@ def _ray_options(cluster: str | None, address: str | None, concurrency: str, num
 
 def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, progress: bool | None,
           summary: dict[str, Any] | None, write_translations: bool = True, report_path: Path | None = None,
-          ray: dict[str, Any] | None = None) -> None:
+          ray: dict[str, Any] | None = None, glossary: str | None = None) -> None:
     """What `translate` and `summarize` share: discover, run the tree (here or on Ray), report; exit 1 if any
     article failed. `summary` (SummaryOptions overrides) switches summaries on."""
     settings = _settings()
@@ -174,14 +185,19 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
         raise _fail(f"--source must be one of {', '.join(SOURCE_CHOICES)}", EXIT_USAGE)
     try:
         options = SummaryOptions.from_settings(settings, **summary) if summary is not None else None
+        if ray is not None and glossary is not None:
+            raise _fail("--glossary is not supported with --cluster ray yet; run it without --cluster", EXIT_USAGE)
+        pinned = GlossaryStore(settings.glossaries_dir).resolve(glossary) if glossary is not None else None
         if ray is None:
             report, loaded = _bulk_here(settings, paths, out, source=source, beam_size=beam_size, progress=progress,
                                         options=options, write_translations=write_translations,
-                                        report_path=report_path)
+                                        report_path=report_path, glossary=pinned)
         else:
             report, loaded = _bulk_on_ray(settings, paths, out, ray, source=source, beam_size=beam_size,
                                           progress=progress, options=options, write_translations=write_translations,
                                           report_path=report_path)
+    except typer.Exit:  # a usage error already reported (click's Exit is a RuntimeError: not the cluster's)
+        raise
     except NewsMTError as exc:  # found before any work: bad usage or input (exit 2), or e.g. a model load
         raise _failed(exc) from exc
     except RuntimeError as exc:  # the cluster run failed as a whole
@@ -206,18 +222,18 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
 
 def _bulk_here(settings: Settings, paths: list[Path], out: Path, *, source: str, beam_size: int | None,
                progress: bool | None, options: SummaryOptions | None, write_translations: bool,
-               report_path: Path | None) -> tuple[BulkSummary, int]:
+               report_path: Path | None, glossary: Glossary | None = None) -> tuple[BulkSummary, int]:
     """The local run: this process's pipeline. Returns the statistics and how many models it loaded."""
-    sources = discover(paths)
+    sources = discover(paths, documents=write_translations)
     if not sources:
-        raise InvalidInput(f"no *.txt, *.md or *.jsonl articles under {', '.join(map(str, paths))}")
+        raise _fail(no_articles_message(paths, documents=write_translations), EXIT_USAGE)
     cache = SegmentCache.from_settings(settings)
     manager = ModelManager(settings)
     pipeline = Pipeline(settings, manager, cache)
     try:
         report = translate_tree(pipeline, sources, out, source_lang=source, beam_size=beam_size, progress=progress,
                                 summarizer=Summarizer(pipeline) if options else None, summary_options=options,
-                                write_translations=write_translations, report=report_path)
+                                write_translations=write_translations, report=report_path, glossary=glossary)
     finally:
         manager.close()
         cache.close()
@@ -323,6 +339,60 @@ def models_convert(
         raise _failed(exc) from exc
     typer.echo(f"converted {resolved.model_id} (revision {resolved.revision}) for {task} to CTranslate2 "
                f"{quantization} at {converted.path}")
+
+
+def _glossaries() -> GlossaryStore:
+    return GlossaryStore(_settings().glossaries_dir)
+
+
+@glossary_app.command("add")
+def glossary_add(
+    name: Annotated[str, typer.Argument(help="Letters, digits, '.', '_' or '-'.")],
+    file: Annotated[Path, typer.Argument(help="TSV or CSV: source term, English term per row (a header row and "
+                                              "# comments are skipped).")],
+) -> None:
+    """Create or replace a glossary from a file; sentences holding its terms are translated afresh next time."""
+    try:
+        glossary = _glossaries().save(name, parse_table(file.read_text(encoding="utf-8-sig")))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {file}: {exc}", EXIT_USAGE) from exc
+    except NewsMTError as exc:
+        raise _failed(exc) from exc
+    typer.echo(f"glossary {name}: {len(glossary.terms)} terms (digest {glossary.digest})")
+
+
+@glossary_app.command("list")
+def glossary_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Stored glossaries: name, terms, languages."""
+    rows = _glossaries().listing()
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row.name:24} {row.terms:6} terms  {','.join(row.languages):6} {row.digest}")
+    if not rows:
+        typer.echo("no glossaries; add one with `newsmt glossary add NAME FILE`")
+
+
+@glossary_app.command("show")
+def glossary_show(name: str) -> None:
+    """A glossary's terms, as TSV (what `glossary add` reads back)."""
+    try:
+        glossary = _glossaries().get(name)
+    except NewsMTError as exc:
+        raise _failed(exc) from exc
+    for term in glossary.terms:
+        typer.echo(f"{term.source}\t{term.target}")
+
+
+@glossary_app.command("remove")
+def glossary_remove(name: str) -> None:
+    """Delete a glossary."""
+    try:
+        _glossaries().remove(name)
+    except NewsMTError as exc:
+        raise _failed(exc) from exc
+    typer.echo(f"removed glossary {name}")
 
 
 @cache_app.command("stats")

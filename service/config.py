@@ -100,12 +100,13 @@ class Settings(BaseSettings):
     device: Device = Field("auto", description="auto picks cuda, then mps, then cpu.")
     backend: Backend = Field("auto", description="Inference backend; auto prefers a converted CTranslate2 copy.")
     threads: int = Field(
-        0, ge=0, description="Intra-op CPU threads per model replica; 0: torch's default (transformers) or the "
-        "available cores divided by inter_threads (ctranslate2)."
+        0, ge=0, description="Intra-op CPU threads per model replica; 0: torch's default (transformers), or for "
+        "ctranslate2 the usable cores divided by the replicas (see inter_threads)."
     )
     inter_threads: int = Field(
-        1, ge=1, description="CTranslate2 replicas per model, each running one batch on `threads` threads. 1 "
-        "suits a CPU box: batching, not parallel batches, gives the throughput, and all cores go to one batch."
+        0, ge=0, description="CTranslate2 replicas per model, each running its own share of a batch on `threads` "
+        "threads (the weights are shared). 0 on a CPU: one replica per usable core, each on one thread, up to 4 "
+        "replicas, the remaining cores going to each replica's threads; on a GPU: 1."
     )
     ct2_quantization: Ct2Quantization = Field(
         "int8", description="Which converted CTranslate2 copy (`newsmt models convert --quantization`) the "
@@ -119,6 +120,11 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(
         4096, ge=1, description="Token budget of one inference batch (segments x longest segment), filled from "
         "all concurrent requests."
+    )
+    batch_max_decoding_tokens: int = Field(
+        3072, ge=1, description="Decoder positions one replica's share of a batch may hold: its segments x beam x "
+        "(longest source + max_output_tokens). Bounds the memory a batch's decoding state takes, which concurrent "
+        "requests would otherwise fill up to batch_size."
     )
     batch_max_wait_ms: float = Field(
         100.0, ge=0, description="How long, at most, an idle model waits for requests still being prepared (cleaned, "
@@ -171,6 +177,16 @@ class Settings(BaseSettings):
         1024, ge=32, description="Model window for summarizing (capped by the model's own); longer inputs are "
         "summarized chunk by chunk, then the chunk summaries are summarized (map-reduce)."
     )
+    glossaries_dir: Path = Field(Path("glossaries"), description="Named glossaries (`newsmt glossary add`), shared "
+                                 "by the CLI and the server.")
+    low_confidence: float = Field(
+        -0.6, le=0, description="A translated sentence whose score (mean log-probability per token) is below this is "
+        "listed as low-confidence: the model gave its average word less than about even odds (e^-0.6 = 0.55).",
+    )
+    alternatives_limit: int = Field(
+        4, ge=0, le=15, description="Most alternative translations one request may ask for (the beam is widened to "
+        "alternatives + 1, up to 16).",
+    )
     allow_pickle_weights: bool = Field(
         False,
         description="Allow loading legacy .bin weights directly. Off: .bin weights are converted to safetensors "
@@ -183,6 +199,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys. Empty: no authentication. Set: native routes "
         "need `Authorization: Bearer KEY`, LibreTranslate routes an `api_key` field (401 missing, 403 wrong).",
+    )
+    admin_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys that may also change glossaries over HTTP. With "
+        "NEWSMT_API_KEYS set, other keys may only read them; without keys, anyone may.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS (`*` for any). Empty: closed."
@@ -204,7 +224,40 @@ class Settings(BaseSettings):
         "routes are never limited. 0: off.",
     )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    # -- documents (`POST /translate_file`, `POST /v1/documents`, the bulk CLI) -----------------------------------
+    document_max_text_bytes: int = Field(
+        1024**2, ge=1, description="Largest accepted .txt, .md or .srt file, in bytes (413)."
+    )
+    document_max_html_bytes: int = Field(2 * 1024**2, ge=1, description="Largest accepted .html/.htm file (413).")
+    document_max_docx_bytes: int = Field(
+        5 * 1024**2, ge=1, description="Largest accepted .docx file as uploaded (zipped), in bytes (413)."
+    )
+    docx_max_unpacked_bytes: int = Field(
+        50 * 1024**2, ge=1, description="Most bytes all parts of a .docx may unpack to, as its zip directory "
+        "declares them; more is refused as a zip bomb (413) before anything is decompressed."
+    )
+    docx_max_part_bytes: int = Field(
+        20 * 1024**2, ge=1, description="Most bytes one part of a .docx (document.xml, an image) may unpack to (413)."
+    )
+    documents_dir: Path = Field(
+        Path("documents"), description="Where translated files wait for their download (`translatedFileUrl`)."
+    )
+    document_ttl_seconds: int = Field(
+        3600, ge=1, description="How long a translated file can be downloaded; then it is deleted."
+    )
+
+    # -- jobs (`POST /v1/jobs`) ----------------------------------------------------------------------------------
+    jobs_dir: Path = Field(
+        Path("jobs"), description="Job inputs, state and results.jsonl; jobs found here resume when the server starts."
+    )
+    job_chunk_articles: int = Field(
+        4, ge=1, description="Articles a job sends through the pipeline together. Small, because the cache stores a "
+        "chunk's sentences when the chunk is done: a server killed mid-job redoes at most the chunk in flight.",
+    )
+    job_max_articles: int = Field(100_000, ge=1, description="Most articles in one job (413).")
+    job_concurrency: int = Field(1, ge=1, description="Jobs run at once; more wait in order of submission.")
+
+    @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Environment variables hold lists as `a,b,c`; blanks are dropped so `NEWSMT_API_KEYS=` means none."""

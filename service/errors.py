@@ -37,6 +37,24 @@ class InputTooLarge(InvalidInput):
     code = "input_too_large"
 
 
+class UnsupportedFormat(InvalidInput):
+    """A file whose name does not end in a format newsmt translates, or whose bytes are not that format."""
+
+    code = "unsupported_format"
+
+
+class UnsafeDocument(InvalidInput):
+    """A document built to attack its reader: a DTD or entities (XXE, billion laughs) in a .docx part."""
+
+    code = "unsafe_document"
+
+
+class NotFound(NewsMTError):
+    """No job or stored document with that id for this caller (another key's job is not found either)."""
+
+    code = "not_found"
+
+
 class UnsupportedLanguage(NewsMTError):
     code = "unsupported_language"
 
@@ -124,3 +142,20 @@ def mapped(table: Mapping[type[NewsMTError], int], error: NewsMTError, default: 
     """What an edge's table (HTTP statuses, CLI exit codes) says for `error`: the entry of the most specific class
     in its MRO, so a subclass inherits its parent's mapping unless the table names it."""
     return next((table[c] for c in type(error).__mro__ if c in table), default)
+class InvalidGlossary(InvalidInput):
+    """A glossary file or request glossary that cannot be used: no terms, a side missing, a source not Arabic or
+    Hebrew, a bad name."""
+
+    code = "invalid_glossary"
+
+
+class GlossaryNotFound(NewsMTError):
+    code = "glossary_not_found"
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"no glossary named {name!r}; list them with `newsmt glossary list` or GET /v1/glossaries")
+
+
+class AdminKeyRequired(InvalidApiKey):
+    """A valid API key that is not one of NEWSMT_ADMIN_API_KEYS tried to change shared state (glossaries)."""

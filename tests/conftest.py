@@ -25,6 +25,7 @@ from service.cache.segment_cache import SegmentCache
 from service.config import Settings
 from service.engines.manager import ModelManager
 from service.pipeline.translate import Pipeline
+from service.testing.copy_model import ENGLISH_NAMES, EXAMPLES, build_copy_marian
 from service.testing.redis_server import REDIS_SERVER, RedisServer
 from service.testing.tiny_models import build_tiny_bart, build_tiny_marian, english_corpus, seed_texts
 from service.text.cleaning import clean_document
@@ -103,12 +104,22 @@ def wait_serving(process: subprocess.Popen[str], port: int) -> None:
             return False
 
     wait_until(answers, "newsmt serve to start", timeout=120)
+@pytest.fixture(scope="session")
+def copy_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny Marian trained to copy its input (service/testing/copy_model.py), for both languages: for tests of
+    what a model says (pinned terms, alternatives, scores, sentence ends). One training run per session."""
+    path = build_copy_marian(tmp_path_factory.mktemp("copy-model") / "copy",
+                             [*seed_texts(SEEDS), *english_corpus(), *EXAMPLES.values(), *ENGLISH_NAMES])
+    return {"ar": path, "he": path}
 
 
 def settings_for(root: Path, tiny_models: dict[str, Path], **overrides: object) -> Settings:
     values: dict = {
         "models_dir": root / "models",
         "cache_dir": root / "cache",
+        "glossaries_dir": root / "glossaries",
+        "documents_dir": root / "documents",
+        "jobs_dir": root / "jobs",
         "ar_en_model": str(tiny_models["ar"]),
         "he_en_model": str(tiny_models["he"]),
         "beam_size": 1,

@@ -20,7 +20,7 @@ import pytest
 
 from service.config import Settings
 from service.engines.base import Engine, GenerationSettings
-from service.engines.batcher import DynamicBatcher
+from service.engines.batcher import DynamicBatcher, _Group, _Request, background_priority, decoding_tokens
 from service.pipeline.translate import ArticleResult
 from service.text.cleaning import clean_document, split_sentences
 from tests.conftest import BatchLog, make_pipeline, seed, settings_for
@@ -85,6 +85,7 @@ class BatchRecorder:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.replicas = engine.replicas
         self.batches: list[list[str]] = []
         self._lock = threading.Lock()
 
@@ -225,3 +226,55 @@ def test_an_idle_engine_waits_for_a_request_still_being_prepared(recorder: Batch
     thread.join(timeout=60)
     assert (log.batches, log.total) == (1, 6)  # one shared batch, not one each
     recorder.check(texts[:6], outputs["early"] + outputs["late"])
+
+
+def test_interactive_pieces_go_first_and_background_ones_fill_the_rest(recorder: BatchRecorder) -> None:
+    texts = _texts()
+    batcher = DynamicBatcher(recorder.lease, max_batch=8, max_tokens=10_000, max_wait_seconds=0)
+    job, first, second = texts[:40], texts[40:43], texts[43:46]
+    pieces: dict[str, list] = {}
+    job_started = threading.Event()
+
+    def background() -> None:
+        with background_priority():
+            job_started.set()
+            pieces["job"] = batcher.generate(AR, job, GEN)
+
+    def interactive(name: str, texts: list[str]) -> None:
+        job_started.wait(timeout=60)
+        pieces[name] = batcher.generate(AR, texts, GEN)
+
+    # Forming batches by hand (what the leader does) shows the order without racing the engine.
+    group = _Group(AR)
+    for request, is_background in ((job, True), (first, False), (second, False)):
+        tokens = recorder.count_tokens(request)
+        group.requests.append(_Request(request, tokens, 0.0, order=sorted(range(len(request)),
+                                       key=tokens.__getitem__), background=is_background))
+    batch = batcher._take(group, GEN)
+    assert set(first) | set(second) <= set(batch) and len(batch) == 8  # all six interactive pieces, then two
+    assert len(set(batch) & set(job)) == 2  # of the job's: it fills the room they leave
+
+    threads = [threading.Thread(target=background), threading.Thread(target=interactive, args=("first", first)),
+               threading.Thread(target=interactive, args=("second", second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for name, sent in (("job", job), ("first", first), ("second", second)):  # each text its own batch's output
+        recorder.check(sent, pieces[name])
+
+
+def test_the_decoding_budget_bounds_beam_times_output_length(recorder: BatchRecorder) -> None:
+    texts = _texts()
+    counts = recorder.count_tokens(texts)
+    length = max(set(counts), key=counts.count)
+    texts = [t for t, n in zip(texts, counts, strict=True) if n == length][:9]  # equal lengths: exact arithmetic
+    gen = GenerationSettings(beam_size=3, max_output_tokens=8, max_input_tokens=100)
+    sizes: list[int] = []
+    batcher = DynamicBatcher(recorder.lease, max_batch=8, max_tokens=100_000, max_wait_seconds=0,
+                             on_batch=lambda task, n, tokens: sizes.append(n),
+                             max_decoding_tokens=decoding_tokens(2, length, gen, replicas=1))
+    recorder.check(texts, batcher.generate(AR, texts, gen), gen)
+    assert sizes == [2, 2, 2, 2, 1]  # batch_size would allow 8: beam x (source + cap) is what binds
+    # The same budget per replica lets a batch split in two parts hold twice the segments.
+    assert decoding_tokens(4, length, gen, replicas=2) == decoding_tokens(2, length, gen, replicas=1)

@@ -78,3 +78,18 @@ def test_redis_cases_copy_diskcache_entries_and_size_them(redis_server: Callable
     assert sizing["used_memory_bytes"] > 0 and sizing["memory_usage_mean"]["segment"] > len("a sentence")
     shared = SegmentCache(RedisCache(RedisLink(redis.url, 1.0, 1.0)))
     assert shared.get_many(["a" * 64]) == {"a" * 64: "a sentence"}  # the same key and value through Redis
+
+
+def test_peer_workload_and_segment_counts(tmp_path: Path) -> None:
+    """The LibreTranslate comparison's texts (8, of at least 3 sentences each) and the segments each side decodes:
+    newsmt's splitter and the regex the bench gives argos count nearly the same sentences."""
+    import json
+
+    from bench.peer import libretranslate_segments, newsmt_segments, peer_texts
+
+    data = json.loads(peer_texts(tmp_path / "texts.json", 8).read_text(encoding="utf-8"))
+    texts = data["texts"]
+    assert len(texts) == 8 and all(newsmt_segments(t) >= 3 for t in texts)
+    assert newsmt_segments(data["probe"]) == 1
+    ours, theirs = sum(map(newsmt_segments, texts)), sum(map(libretranslate_segments, texts))
+    assert 25 <= ours <= 35 and abs(ours - theirs) <= 3

@@ -258,3 +258,25 @@ def test_with_the_shared_redis_cache_the_workers_write_it_and_many_nodes_are_all
     nodes = ray.nodes()
     refuse_unshared_cache(cache, [*nodes, dict(nodes[0], NodeID="another", NodeManagerAddress="127.0.0.2")])
     cache.close()
+
+
+def test_glossary_with_cluster_ray_is_a_usage_error(settings: Settings, tmp_path: Path) -> None:
+    """--glossary is the local run's (the cluster stages do not carry one yet): refused before any work."""
+    out = tmp_path / "out"
+    result = newsmt(["translate", str(next(SEEDS.glob("004_*.txt"))), "--out", str(out), "--glossary", "terms",
+                     *on_ray("127.0.0.1:1")], settings)
+    assert result.returncode == 2, result.stderr
+    assert "--glossary" in result.stderr and "--cluster ray" in result.stderr
+    assert not out.exists()
+
+
+def test_a_formatted_document_with_cluster_ray_is_a_usage_error(settings: Settings, tmp_path: Path) -> None:
+    """Documents (.html, .srt, .docx) keep their format in the local run only: refused before Ray is reached."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "page.html").write_text("<p>مرحبا بالعالم</p>\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = newsmt(["translate", str(corpus), "--out", str(out), *on_ray("127.0.0.1:1")], settings)
+    assert result.returncode == 2, result.stderr
+    assert "page.html" in result.stderr and "without --cluster" in result.stderr
+    assert not out.exists()

@@ -196,3 +196,47 @@ def test_torch_dynamic_int8(tmp_path: Path, tiny_models: dict[str, Path]) -> Non
     engine, full = int8.manager.load(AR), fp32.manager.load(AR)
     assert engine["backend"] == "transformers-int8-cpu" and engine["memory_bytes"] < full["memory_bytes"]
     assert reference.ok
+
+
+def test_cpu_threads_fill_the_cores_with_single_threaded_replicas_by_default() -> None:
+    from service.engines.ctranslate2_engine import cpu_threads
+
+    assert cpu_threads(0, 0, cores=2) == (2, 1)
+    assert cpu_threads(0, 0, cores=1) == (1, 1)
+    assert cpu_threads(0, 0, cores=16) == (4, 4)  # up to MAX_AUTO_REPLICAS, the rest as threads
+    assert cpu_threads(0, 1, cores=8) == (1, 8)  # one side set: the other fills the cores
+    assert cpu_threads(2, 0, cores=8) == (4, 2)
+    assert cpu_threads(3, 2, cores=8) == (2, 3)  # both set: as given
+
+
+def test_concurrent_requests_on_two_replicas_each_get_their_own_translations(
+    tmp_path: Path, tiny_models: dict[str, Path], converted_root: Path
+) -> None:
+    """Two replicas take two batch leaders at once: every request still gets exactly its own segments back."""
+    import threading
+
+    texts = [p for name in ("001", "002", "003") for p in clean_document(seed(name)).paragraphs][:12]
+    settings = settings_for(tmp_path, tiny_models, backend="ctranslate2", models_dir=converted_root,
+                            inter_threads=2, threads=1, batch_size=2, batch_max_wait_ms=0)
+    pipeline, batches = make_pipeline(settings)
+    with pipeline.manager.lease(AR) as engine:
+        assert engine.replicas == 2
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(len(texts))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = pipeline.translate([texts[i]], "ar")[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    done = [results[i] for i in range(len(texts))]
+    assert all(r.ok and r.translation for r in done), [r.error for r in done]  # type: ignore[attr-defined]
+    distinct = {s for t in texts for p in clean_document(t).paragraphs for s in split_sentences(p, "ar")}
+    assert batches.total >= len(distinct) and batches.batches >= len(distinct) // 2  # pieces: long ones are split
+    # Each answer is its own text's: the same text alone, through the same cache, gives the same translation.
+    again = pipeline.translate(texts, "ar")
+    assert [r.translation for r in again] == [r.translation for r in done]  # type: ignore[attr-defined]

@@ -151,3 +151,34 @@ def test_pull_without_hub_access_fails_clearly(tmp_path: Path) -> None:
         ModelStore(_bare_settings(tmp_path)).pull("translate:ar-en")
     with pytest.raises(DownloadFailed, match="neither a task"):
         ModelStore(_bare_settings(tmp_path)).pull("../../etc")
+
+
+def test_fingerprint_is_recorded_beside_the_model_and_read_back_while_files_are_unchanged(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    import os
+
+    from service.store import model_store
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_models["ar"], copy)
+    value = fingerprint(copy)
+    record = copy / model_store.FINGERPRINT_RECORD
+    assert json.loads(record.read_text())["fingerprint"] == value
+    # A new process (no memo) takes the record as it is, without hashing: a doctored value shows it was read.
+    model_store._fingerprints.clear()
+    doctored = json.loads(record.read_text()) | {"fingerprint": "sha256:from-the-record"}
+    record.write_text(json.dumps(doctored))
+    assert fingerprint(copy) == "sha256:from-the-record"
+    # A weights file touched since (new mtime) is hashed again, and the record follows.
+    model_store._fingerprints.clear()
+    weights = copy / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert fingerprint(copy) == value and json.loads(record.read_text())["fingerprint"] == value
+    # A record copied along with the files names another directory: ignored.
+    moved = tmp_path / "moved"
+    shutil.copytree(copy, moved)
+    model_store._fingerprints.clear()
+    record.write_text(json.dumps(doctored))
+    shutil.copy2(record, moved / model_store.FINGERPRINT_RECORD)
+    assert fingerprint(moved) == value

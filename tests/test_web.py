@@ -14,8 +14,13 @@ from typer.testing import CliRunner
 
 from service.cli import app as cli
 from service.config import Settings
+from service.store.glossaries import GlossaryStore
+from service.testing.copy_model import EXAMPLES
 from service.text.cleaning import clean_document
+from service.text.glossary import parse_terms
 from tests.conftest import SEEDS, LiveServer, env_for, require_program, seed
+from tests.test_http_documents import native_translation
+from tests.test_http_jobs import corpus
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -119,10 +124,12 @@ def test_source_selector_switches_the_text_area_direction(tab: Tab, server: Live
     page.fill("#text", "An English sentence.")
     assert page.eval_on_selector("#text", "e => getComputedStyle(e).direction") == "ltr"
     assert page.get_attribute("#text", "lang") is None
-    # Keyboard order: the text, then the source selector, then Translate.
+    # Keyboard order: the text, then the source and alternatives selectors, then Translate.
     page.focus("#text")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "source"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "alternatives"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "translate"
 
@@ -270,3 +277,61 @@ def test_bulk_report_escapes_articles_and_shows_failures(tab: Tab, settings: Set
     assert "Not translated: unsupported_language: unsupported language: detected 'fa'" in (
         persian.locator(".error").text_content() or "")
     assert page.text_content('[data-stat="failed"]') == "1"
+
+
+def test_page_marks_low_confidence_lists_alternatives_and_pins_terms(tab: Tab, live_server: Callable[..., LiveServer],
+                                                                     copy_models: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    server = live_server(ar_en_model=str(copy_models["ar"]), he_en_model=str(copy_models["he"]), beam_size=2,
+                         max_output_tokens=40, low_confidence=-0.05)
+    GlossaryStore(server.settings.glossaries_dir).save("names", parse_terms([("بوتين", "Putin")]))
+    page = open_page(tab, server)
+    expect(page.locator("#glossary-field")).to_be_visible()  # the page listed the stored glossaries
+    garbled = EXAMPLES["ar"][::-1]
+    page.fill("#text", f"{EXAMPLES['ar']}\n\n{garbled}")
+    page.select_option("#source", "ar")
+    page.select_option("#alternatives", "2")
+    page.select_option("#glossary", "names")
+    page.click("#translate")
+    expect(page.locator("#result")).to_be_visible()
+    english = tab.cells("td.tgt")
+    assert english[0] == EXAMPLES["ar"].replace("بوتين", "Putin")
+    assert page.locator("td.tgt mark.low").count() == 1 and tab.cells("td.tgt mark.low") == [english[1]]
+    expect(page.locator("#low-note")).to_be_visible()
+    expect(page.locator("#alternative-list li")).to_have_count(2)
+    assert "Putin (in the translation)" in (page.locator("#terms-report").text_content() or "")
+    assert "1 sentence(s) to check" in (page.locator("[data-meta=confidence]").text_content() or "")
+    assert not tab.script_errors
+    page.screenshot(path=tmp_path / "features.png", full_page=True)
+
+
+def test_a_chosen_file_is_translated_and_offered_for_download(tab: Tab, server: LiveServer, tmp_path: Path) -> None:
+    page = open_page(tab, server)
+    text = paragraphs("001", 2)[1]
+    upload = tmp_path / "story.txt"
+    upload.write_text(text, encoding="utf-8")
+    page.set_input_files("#file", str(upload))
+    link = page.locator("#doc-download")
+    expect(link).to_be_visible(timeout=60_000)
+    expect(link).to_have_text("Download story.en.txt")
+    with page.expect_download() as download:
+        link.click()
+    saved = download.value.path()
+    assert download.value.suggested_filename == "story.en.txt"
+    assert Path(saved).read_text(encoding="utf-8") == native_translation(server, text, "auto") + "\n"
+    assert not tab.script_errors and all(url.startswith(server.url) for url in tab.requests)
+
+
+def test_a_corpus_becomes_a_job_with_progress(tab: Tab, server: LiveServer, tmp_path: Path) -> None:
+    page = open_page(tab, server)
+    corpus_file = tmp_path / "week.jsonl"
+    corpus_file.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in corpus(12, seed=9)),
+                           encoding="utf-8")
+    page.set_input_files("#job-file", str(corpus_file))
+    row = page.locator("#job-table tbody tr").first
+    expect(row).to_contain_text("week.jsonl", timeout=30_000)
+    expect(row).to_contain_text("done", timeout=60_000)  # the view polls while a job runs
+    expect(row).to_contain_text("12 / 12")
+    job_id = row.get_attribute("data-job")
+    records = httpx.get(f"{server.url}/v1/jobs/{job_id}/results", timeout=30).text.splitlines()
+    assert len(records) == 12 and not tab.script_errors

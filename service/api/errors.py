@@ -15,10 +15,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.libretranslate import LIBRETRANSLATE_PATHS
+from service.api.libretranslate import is_libretranslate_path
 from service.api.schemas import LibreTranslateError, NativeError
 from service.errors import (
     AuthenticationRequired,
+    GlossaryNotFound,
     InputTooLarge,
     InvalidApiKey,
     InvalidInput,
@@ -26,9 +27,11 @@ from service.errors import (
     ModelLoadError,
     ModelNotInstalled,
     NewsMTError,
+    NotFound,
     Overloaded,
     RequestTimedOut,
     UnknownTask,
+    UnsupportedFormat,
     UnsupportedLanguage,
     mapped,
 )
@@ -41,6 +44,9 @@ NATIVE_STATUS: dict[type[NewsMTError], int] = {
     InputTooLarge: 413,
     UnsupportedLanguage: 422,
     UnknownTask: 404,
+    GlossaryNotFound: 404,
+    NotFound: 404,
+    UnsupportedFormat: 415,
     ModelNotInstalled: 503,
     ModelLoadError: 503,
     AuthenticationRequired: 401,
@@ -57,11 +63,13 @@ LIBRETRANSLATE_BAD_REQUEST = (InvalidInput, UnsupportedLanguage)
 #: Every error status a route can answer, declared in the OpenAPI schema so that clients (and the contract test,
 #: which checks each response against it) know the body of each: nothing a route answers is undocumented.
 _ERROR_MEANINGS = {
-    400: "Native routes: the body is not UTF-8. LibreTranslate routes: anything wrong with the request.",
+    400: "Native routes: the body is not UTF-8, or not valid multipart. LibreTranslate routes: anything wrong with "
+         "the request.",
     401: "An API key is required (NEWSMT_API_KEYS is set) and none was sent.",
     403: "The API key is not valid.",
-    404: "No such task.",
-    413: "The body, a text or the number of texts is over a limit; the message names the setting.",
+    404: "No such task, glossary, job or document (or the document expired).",
+    413: "The body, a text, a file or the number of texts is over a limit; the message names the setting.",
+    415: "The file's extension is not a format newsmt translates, or its bytes are not that format.",
     422: "Malformed or invalid request, empty text, or unsupported language.",
     429: "Too many translations or summaries in flight, or this caller's rate limit is used up; see Retry-After.",
     503: "The model is not installed (the message names the install command) or cannot be loaded.",
@@ -74,18 +82,28 @@ def _errors(body: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, 
 
 
 TRANSLATION_ERRORS = _errors(NativeError, 400, 401, 403, 413, 422, 429, 503, 504)
+#: /v1/translate also answers 404 for a glossary name that does not exist.
+NATIVE_TRANSLATE_ERRORS = {**TRANSLATION_ERRORS, **_errors(NativeError, 404)}
 
 
 ADMIN_ERRORS = _errors(NativeError, 401, 403, 404, 413, 422, 429, 503)
+#: /v1/glossaries: a PUT body that is not UTF-8 is a 400, as on the translate routes.
+GLOSSARY_ERRORS = _errors(NativeError, 400, 401, 403, 404, 413, 422, 429)
 
 
 LIBRETRANSLATE_ERRORS = _errors(LibreTranslateError, 400, 401, 403, 413, 429, 503, 504)
 
 
+LIBRETRANSLATE_DOWNLOAD_ERRORS = {**LIBRETRANSLATE_ERRORS, **_errors(LibreTranslateError, 404)}
+
+
+DOCUMENT_ERRORS = _errors(NativeError, 400, 401, 403, 404, 413, 415, 422, 429, 503, 504)
+
+
 def error_response(path: str, status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     """The one place error bodies are shaped: LibreTranslate's on its paths, the native one everywhere else."""
-    body: object = {"error": message} if path in LIBRETRANSLATE_PATHS else {
+    body: object = {"error": message} if is_libretranslate_path(path) else {
         "error": {"code": code, "message": message}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -100,7 +118,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, NewsMTError)
     error = exc.error if isinstance(exc, ItemFailed) else exc
     path = request.url.path
-    is_lt = path in LIBRETRANSLATE_PATHS
+    is_lt = is_libretranslate_path(path)
     status = _status(error, is_lt)
     headers = {}
     if isinstance(error, Overloaded):

@@ -2,10 +2,13 @@
 
 They answer what LibreTranslate's own server answers (read from its `app.py`): parameters come from a JSON body when
 the request says it is JSON and from form fields otherwise; `q` is a string or (JSON only) a list; `source` may be
-`auto`, in which case `detectedLanguage` (confidence 0-100) comes back; `alternatives` adds an `alternatives` list;
-errors are `{"error": "..."}` with status 400 for anything wrong with the request, 403 for a wrong key and 429 when
-busy. newsmt adds 401 (key missing), 413 (body too large), 503 (model not installed) and 504 (timeout).
-Alternatives are never invented: the list is empty, as LibreTranslate's own is for HTML.
+`auto`, in which case `detectedLanguage` (confidence 0-100) comes back; `alternatives=N` adds an `alternatives`
+list of up to N other translations from the beam (the k-th takes every sentence's k-th hypothesis, duplicates and
+copies of the translation left out, as LibreTranslate builds them), refused with 400 above its limit
+(NEWSMT_ALTERNATIVES_LIMIT, like LibreTranslate's --alternatives-limit); errors are `{"error": "..."}` with status
+400 for anything wrong with the request, 403 for a wrong key and 429 when busy. newsmt adds 401 (key missing), 413
+(body too large), 503 (model not installed) and 504 (timeout). Alternatives are never invented: with `format=html`
+the list is empty, as LibreTranslate's own is, since one document's text nodes have no whole-document hypotheses.
 """
 
 from __future__ import annotations
@@ -15,21 +18,29 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from service.api.deps import State, admit
+from service.api.encoding import json_response
 from service.api.schemas import ARABIC_EXAMPLE, HEBREW_EXAMPLE, DetectedLanguage, Language, LibreTranslation
 from service.config import LANGUAGE_NAMES, SOURCE_LANGUAGES, TARGET_LANGUAGE
-from service.errors import EmptyText, InvalidInput, UnsupportedLanguage
+from service.errors import InvalidInput
+from service.pipeline.documents import detect_text
 from service.pipeline.translate import SOURCE_CHOICES
 from service.serving.state import ServiceState, raise_first_error
-from service.text.cleaning import clean_document
-from service.text.html import parse_html
-from service.text.langid import Detection, detect_language
+from service.text.documents import html_document
 
 router = APIRouter(tags=["LibreTranslate-compatible"])
 
 #: Paths whose errors use LibreTranslate's shape and status codes (see app.error_response).
-LIBRETRANSLATE_PATHS = frozenset({"/translate", "/detect", "/languages"})
+LIBRETRANSLATE_PATHS = frozenset({"/translate", "/detect", "/languages", "/translate_file"})
+#: Prefix of LibreTranslate's download route for translated files (`translatedFileUrl`).
+DOWNLOAD_PREFIX = "/download_file/"
+
+
+def is_libretranslate_path(path: str) -> bool:
+    return path in LIBRETRANSLATE_PATHS or path.startswith(DOWNLOAD_PREFIX)
+
 FORMATS = ("text", "html")
 _SUPPORTED = (*SOURCE_LANGUAGES, TARGET_LANGUAGE)
 
@@ -103,7 +114,7 @@ async def _fields(request: Request) -> dict[str, Any]:
     return {key: form.get(key) for key in form}
 
 
-def _required_str(fields: dict[str, Any], name: str) -> str:
+def required_str(fields: dict[str, Any], name: str) -> str:
     value = fields.get(name)
     if not value:
         raise InvalidInput(f"Invalid request: missing {name} parameter")
@@ -121,7 +132,7 @@ def _texts(fields: dict[str, Any]) -> list[str] | str:
     raise InvalidInput("Invalid request: q must be a string or a list of strings")
 
 
-def _api_key(fields: dict[str, Any]) -> str | None:
+def api_key_field(fields: dict[str, Any]) -> str | None:
     """The `api_key` field as text: anything else a client sends there is simply not a valid key."""
     value = fields.get("api_key")
     return value if isinstance(value, str) or value is None else repr(value)
@@ -150,41 +161,29 @@ def _detected(lang: str | None, confidence: float | None) -> dict[str, Any]:
     return {"confidence": round((confidence or 0.0) * 100, 1), "language": lang}
 
 
-def _detect(text: str) -> Detection:
-    """What newsmt would detect for `text`: the language of its cleaned article body, as the pipeline sees it."""
-    paragraphs = clean_document(text).paragraphs
-    return detect_language("\n".join(paragraphs) if paragraphs else text)
-
-
 async def _translate_html(state: ServiceState, markup: str, source: str) -> tuple[str, dict[str, Any]]:
     """Translate the text nodes of one HTML document; tags, attributes, scripts and styles are kept as sent. The
     language is detected once on all of its text, since single nodes are often too short to detect."""
-    doc = parse_html(markup)
-    if not doc.texts:
-        raise EmptyText("text has nothing to translate: the HTML holds no text with letters")
-    detection = Detection(source, 1.0)
-    if source == "auto":
-        detection = await anyio.to_thread.run_sync(_detect, doc.plain_text())
-        if detection.lang not in _SUPPORTED:
-            raise UnsupportedLanguage(detection.lang, _SUPPORTED)
-    results = await state.translate(doc.texts, detection.lang)
-    # A node the cleaner removes entirely (an `[ad_1]` marker, a comment counter) is boilerplate: it renders empty.
-    raise_first_error([r for r in results if not isinstance(r.error, EmptyText)], None)
-    return doc.render([r.translation or "" for r in results]), _detected(detection.lang, detection.confidence)
+    translated = await state.translate_document(html_document(markup), source)
+    result = translated.result
+    return translated.content.decode("utf-8"), _detected(result.detected_language, result.language_confidence)
 
 
 @router.post("/translate", openapi_extra={"requestBody": _TRANSLATE_BODY}, response_model=LibreTranslation,
              response_model_exclude_none=True)
-async def translate(request: Request, state: State) -> dict[str, Any]:
+async def translate(request: Request, state: State) -> Response:
     """Translate text (or HTML, keeping its tags) from Arabic or Hebrew into English."""
     fields = await _fields(request)
-    admit(state, request, _api_key(fields))
+    admit(state, request, api_key_field(fields))
     q = _texts(fields)
-    source, target = _required_str(fields, "source"), _required_str(fields, "target")
+    source, target = required_str(fields, "source"), required_str(fields, "target")
     text_format = fields.get("format") or "text"
     if text_format not in FORMATS:
         raise InvalidInput(f"{text_format} format is not supported")
     alternatives = _alternatives(fields.get("alternatives"))
+    limit = state.settings.alternatives_limit
+    if alternatives > limit:
+        raise InvalidInput(f"Invalid request: alternatives parameter must be <= {limit} (NEWSMT_ALTERNATIVES_LIMIT)")
     if source not in SOURCE_CHOICES:
         raise InvalidInput(f"{source} is not supported")
     if target != TARGET_LANGUAGE:
@@ -196,27 +195,29 @@ async def translate(request: Request, state: State) -> dict[str, Any]:
     if text_format == "html":
         pairs = [await _translate_html(state, text, source) for text in texts]
         translated, detected = [p[0] for p in pairs], [p[1] for p in pairs]
+        others: list[list[str]] = [[] for _ in texts]
     else:
-        results = await state.translate(texts, source)
+        results = await state.translate(texts, source, alternatives=alternatives)
         raise_first_error(results, field_name)
         translated = [r.translation or "" for r in results]
         detected = [_detected(r.detected_language, r.language_confidence) for r in results]
+        others = [r.alternatives(alternatives) for r in results]
     body: dict[str, Any] = {"translatedText": translated if batch else translated[0]}
     if source == "auto":
         body["detectedLanguage"] = detected if batch else detected[0]
     if alternatives:
-        body["alternatives"] = [[] for _ in texts] if batch else []
-    return body
+        body["alternatives"] = others if batch else others[0]
+    return json_response(body)
 
 
 @router.post("/detect", openapi_extra={"requestBody": _DETECT_BODY}, response_model=list[DetectedLanguage])
 async def detect(request: Request, state: State) -> list[dict[str, Any]]:
     """Detect the language of a text: `[{"confidence": 0-100, "language": code}]`."""
     fields = await _fields(request)
-    admit(state, request, _api_key(fields))
-    q = _required_str(fields, "q")
+    admit(state, request, api_key_field(fields))
+    q = required_str(fields, "q")
     state.check_request_size([q], None)
-    detection = await anyio.to_thread.run_sync(_detect, q)
+    detection = await anyio.to_thread.run_sync(detect_text, q)
     return [_detected(detection.lang, detection.confidence)]
 
 

@@ -31,7 +31,10 @@ class TranslateOptions(BaseModel):
 
     beam_size: int | None = Field(None, ge=1, le=16, description="Beam width; default NEWSMT_BEAM_SIZE.")
     return_segments: bool = Field(False, description="Also return each paragraph's source, translation and "
-                                                     "language (`paragraphs`).")
+                                                     "language, and its sentences with their scores (`paragraphs`).")
+    alternatives: int = Field(0, ge=0, le=15, description="Also return this many other translations of each text "
+                              "(`alternatives`), from the beam's next-best hypotheses; the beam is widened to hold "
+                              "them. At most NEWSMT_ALTERNATIVES_LIMIT.")
 
 
 class TranslateRequest(BaseModel):
@@ -43,6 +46,10 @@ class TranslateRequest(BaseModel):
         "auto", description="Source language; auto detects it per article (and per paragraph in mixed articles)."
     )
     options: TranslateOptions = Field(default_factory=TranslateOptions)
+    glossary: str | dict[str, str] | None = Field(
+        None, description="Terms to pin: the name of a stored glossary (GET /v1/glossaries), or the terms inline "
+        "as {source term: English term}. Each result then lists the terms applied and whether each made it "
+        "into the translation.")
 
     @model_validator(mode="after")
     def _one_of_text_or_texts(self) -> TranslateRequest:
@@ -64,10 +71,49 @@ class ModelRef(BaseModel):
     revision: str
 
 
+class AlternativeOut(BaseModel):
+    translation: str
+    score: float
+
+
+class TermOut(BaseModel):
+    matched: str = Field(description="The term as written in the source (prefixes such as ال or ב excluded).")
+    source: str
+    target: str
+    found: bool = Field(description="Whether the English term is in the translation.")
+
+
+class Sentence(BaseModel):
+    source: str
+    translation: str
+    score: float | None = Field(description="Mean log-probability per token of the translation (0 is certainty); "
+                                            "null for a sentence cached before newsmt kept scores.")
+    low_confidence: bool = Field(description="score below NEWSMT_LOW_CONFIDENCE: check this one against the source.")
+    alternatives: list[AlternativeOut] = Field(description="Next-best hypotheses, best first (with `alternatives`).")
+    terms: list[TermOut] = Field(description="Glossary terms applied to this sentence.")
+
+
 class Paragraph(BaseModel):
     source: str
     translation: str
     language: str
+    sentences: list[Sentence] = Field(description="Translated sentences; empty for a paragraph already in English.")
+
+
+class LowConfidenceOut(BaseModel):
+    paragraph: int
+    sentence: int
+    source: str
+    translation: str
+    score: float
+
+
+class GlossaryTermUse(BaseModel):
+    source: str
+    target: str
+    matched: list[str] = Field(description="How the term was written where it was found.")
+    applied: int = Field(description="Sentences it was applied to.")
+    found: int = Field(description="Of those, how many have the English term in their translation.")
 
 
 class Translation(BaseModel):
@@ -79,6 +125,12 @@ class Translation(BaseModel):
     cached_segments: int = Field(description="Sentences served from the cache (no model work).")
     models: list[ModelRef]
     paragraphs: list[Paragraph] | None = None
+    low_confidence: list[LowConfidenceOut] = Field(
+        description="Sentences scored below NEWSMT_LOW_CONFIDENCE, where a reader should check the source.")
+    alternatives: list[str] | None = Field(
+        None, description="With options.alternatives: other whole translations, best first; the k-th takes every "
+        "sentence's k-th hypothesis (LibreTranslate's way). Fewer when the beam had fewer distinct ones.")
+    glossary_terms: list[GlossaryTermUse] | None = Field(None, description="With a glossary: the terms applied.")
 
 
 class Usage(BaseModel):
@@ -102,6 +154,13 @@ class ArticlesRequest(TranslateRequest):
                                                           "NEWSMT_SUMMARY_MAX_WORDS. It ends on a whole sentence.")
     ratio: float | None = Field(None, gt=0, le=1, description="Also cap at this fraction of the article's words.")
     max_sentences: int | None = Field(None, ge=1, description="Most sentences LexRank picks.")
+
+    @model_validator(mode="after")
+    def _translate_only(self) -> ArticlesRequest:
+        """Say so rather than ignore them: summaries are made without glossaries or alternatives."""
+        if self.glossary is not None or self.options.alternatives:
+            raise ValueError("`glossary` and `options.alternatives` are taken by /v1/translate only")
+        return self
 
     def field_name(self) -> str | None:
         return "texts" if self.texts is not None else None
@@ -167,7 +226,7 @@ class DetectedLanguage(BaseModel):
 
 class LibreTranslation(BaseModel):
     """A string per string sent, a list per list; `detectedLanguage` only with source=auto, `alternatives` only when
-    asked for (always empty: newsmt invents no alternatives)."""
+    asked for (the beam's other hypotheses; empty for HTML, where newsmt has none to give)."""
 
     translatedText: str | list[str]
     detectedLanguage: DetectedLanguage | list[DetectedLanguage] | None = None
@@ -201,3 +260,59 @@ class LibreTranslateError(BaseModel):
     """Error body of the LibreTranslate-compatible routes, as LibreTranslate shapes it."""
 
     error: str
+
+
+# -- documents and jobs -----------------------------------------------------------------------------------------
+Source = Literal["auto", "ar", "he", "en"]
+
+
+class TranslatedFileUrl(BaseModel):
+    translatedFileUrl: str = Field(description="Where to download the translated file (until it expires).")
+
+
+class DocumentInfo(BaseModel):
+    id: str
+    filename: str = Field(description="The translated file's name: `NAME.en.EXT`.")
+    media_type: str
+    download_url: str = Field(description="GET it for the translated file; the URL itself is the permission.")
+    expires_at: str = Field(description="When the file is deleted (ISO 8601, UTC).")
+    detected_language: str | None
+    language_confidence: float | None
+    segments: int = Field(description="Sentences translated or served from the cache.")
+    cached_segments: int
+    models: list[ModelRef]
+
+
+class JobArticle(BaseModel):
+    model_config = _REQUEST_CONFIG
+
+    id: str | None = Field(None, description="Your id for the article; default: its position (1, 2, ...).")
+    text: str
+
+
+class JobRequest(BaseModel):
+    model_config = _REQUEST_CONFIG
+
+    articles: list[JobArticle] = Field(min_length=1)
+    source: Source = "auto"
+    name: str = Field("articles", min_length=1, max_length=200,
+                      description="A label for the job, shown in listings and in each record's `source_path`.")
+
+
+class JobInfo(BaseModel):
+    id: str
+    name: str
+    status: Literal["queued", "running", "done", "cancelled", "failed"]
+    source: str
+    total: int = Field(description="Articles in the job.")
+    done: int = Field(description="Articles finished (translated or failed); their records are in the results.")
+    failed: int
+    segments: int
+    cache_hits: int
+    cache_hit_rate: float | None = Field(description="Share of finished articles' sentences served from the cache.")
+    eta_seconds: float | None = Field(description="Estimated time left at this run's pace; null until measured.")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None = Field(description="Why the job failed (status `failed`); articles' errors are in records.")
+    results_url: str

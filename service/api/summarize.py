@@ -37,20 +37,6 @@ from service.serving.state import ServiceState, raise_first_error
 router = APIRouter(prefix="/v1", tags=["summarize"])
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 async def _summarize(state: ServiceState, request: ArticlesRequest, options: SummaryOptions) -> list[SummaryResult]:
     """Either strategy through the serving layer. Fails as a whole with the first failed article's error, naming it
     in multi-text requests."""
@@ -102,7 +88,8 @@ async def articles(
     options = request.summary_options(state, TRANSLATE_THEN_SUMMARIZE)
     summaries = await _summarize(state, request, options)
     return ArticlesResponse(
-        results=[ArticleItem(**dict(translation_body(s.article, request.options.return_segments)),
+        results=[ArticleItem(**dict(translation_body(s.article, request.options.return_segments,
+                                                               state.settings.low_confidence)),
                              summary=s.summary or "", summarizer=SummaryInfo.model_validate(s.describe()))
                  for s in summaries],
         usage=usage([s.article for s in summaries], started),

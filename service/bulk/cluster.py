@@ -38,19 +38,23 @@ import ray
 from ray.data import ActorPoolStrategy, DataContext
 
 from service.bulk.run import (
+    DOCUMENT_SUFFIXES,
+    TRANSLATION_SUFFIX,
     ArticleSource,
     RunOutputs,
     check_summary_options,
     input_files,
     is_jsonl,
     jsonl_article,
+    no_articles_message,
     read_sources,
 )
 from service.bulk.stats import BulkSummary
 from service.cache.segment_cache import SegmentCache
-from service.config import TASKS, Settings
+from service.config import TARGET_LANGUAGE, TASKS, Settings
 from service.engines.manager import ModelManager
 from service.errors import InvalidInput, ModelLoadError, ModelNotInstalled, NewsMTError
+from service.pipeline.sentences import SentenceResult
 from service.pipeline.summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
 from service.pipeline.translate import ArticleResult, ArticleWork, Pipeline
 
@@ -118,8 +122,8 @@ class _Article:
     result: ArticleResult
     #: Set while its segments are left to translate.
     work: ArticleWork | None = None
-    #: Translations of its segments that the cache had.
-    found: dict[str, str] = field(default_factory=dict)
+    #: Sentences of its segments that the cache had (SentenceResult pickles: plain dataclasses).
+    found: dict[str, SentenceResult] = field(default_factory=dict)
     #: An input that could not be read (not UTF-8, a bad JSONL line) gets no summary, as in the local run.
     readable: bool = True
     summary: SummaryResult | None = None
@@ -127,14 +131,22 @@ class _Article:
 
 
 # -- inputs ----------------------------------------------------------------------------------------------------
-def plan_inputs(paths: Sequence[Path]) -> tuple[list[ArticleSource | JsonlRange], int]:
+def plan_inputs(paths: Sequence[Path], *, documents: bool = True) -> tuple[list[ArticleSource | JsonlRange], int]:
     """Text files as articles and JSONL files as line ranges, in the local run's order, and how many articles
-    that makes. Only offsets are kept, so a JSONL file of any size costs the driver one pass and no memory."""
+    that makes. Only offsets are kept, so a JSONL file of any size costs the driver one pass and no memory.
+    Formatted documents (.html, .srt, .docx) are translated by the local run only: with `documents` (a run that
+    writes translations) one is refused, as the local run would translate it; without, skipped, as it skips them."""
     items: list[ArticleSource | JsonlRange] = []
     total = 0
-    for file, stem in input_files(paths):
+    for file, stem in input_files(paths, documents=documents):
+        suffix = file.suffix.lower()
+        if suffix in DOCUMENT_SUFFIXES and (documents or file in paths):
+            raise InvalidInput(f"--cluster ray translates text and JSONL articles only; translate the document "
+                               f"{file} without --cluster")
         if not is_jsonl(file):
-            items.append(ArticleSource(stem, file, f"{stem}.en.txt"))
+            # A Markdown article also gets NAME.en.md (its translation as text), as in the local run.
+            document = f"{stem}.{TARGET_LANGUAGE}{suffix}" if suffix != ".txt" else None
+            items.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}", document_name=document))
             total += 1
             continue
         with file.open("rb") as fh:
@@ -329,9 +341,9 @@ def translate_on_ray(settings: Settings, paths: Sequence[Path], out: Path, *, ad
     check_summary_options(summary_options is not None, summary_options, write_translations)
     if summary_options is not None and summary_options.strategy == SUMMARIZE_THEN_TRANSLATE:
         raise InvalidInput("--cluster ray runs translate_then_summarize only; run summarize_then_translate locally")
-    items, total = plan_inputs(paths)
+    items, total = plan_inputs(paths, documents=write_translations)
     if not items:
-        raise InvalidInput(f"no *.txt, *.md or *.jsonl articles under {', '.join(map(str, paths))}")
+        raise InvalidInput(no_articles_message(paths, documents=write_translations))
     settings = absolute_paths(settings)
     job = _Job(settings, source_lang, beam_size, summary_options)
     connect(address)
@@ -372,7 +384,7 @@ def _run(job: _Job, items: list[ArticleSource | JsonlRange], total: int, out: Pa
     loads = 0
     seen: set[str] = set()
     with RunOutputs(out, total=total, write_translations=write_translations, report=report,
-                    progress=progress) as outputs:
+                    progress=progress, low_confidence=job.settings.low_confidence) as outputs:
         batches: Iterator[pa.Table] = dataset.iter_batches(batch_size=None, batch_format="pyarrow")  # type: ignore[assignment]
         for batch in batches:
             loads += sum(batch.column(_LOADS).to_pylist())

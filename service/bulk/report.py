@@ -53,6 +53,9 @@ class ReportArticle:
     segments: int
     cache_hits: int
     paragraphs: Sequence[ParagraphResult]
+    #: Sentences below the run's low-confidence threshold, and the glossary terms applied (from the record).
+    low_confidence: int = 0
+    terms: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], paragraphs: Sequence[ParagraphResult]) -> ReportArticle:
@@ -70,6 +73,8 @@ class ReportArticle:
             segments=record.get("segments", 0),
             cache_hits=record.get("cache_hits", 0),
             paragraphs=paragraphs,
+            low_confidence=len(record.get("low_confidence") or []),
+            terms=(record.get("glossary") or {}).get("terms", []),
         )
 
     @property
@@ -88,14 +93,17 @@ def _environment() -> Environment:
     return env
 
 
-def render_report(articles: Sequence[ReportArticle], stats: BulkSummary, *,
+def render_report(articles: Sequence[ReportArticle], stats: BulkSummary, *, low_confidence: float,
                   generated: datetime | None = None) -> str:
-    """The report as one HTML string; `stats` are the run's totals (articles, segments, cache hits, seconds)."""
+    """The report as one HTML string; `stats` are the run's totals (articles, segments, cache hits, seconds).
+    Sentences scored below `low_confidence` are marked, so a reader sees which to check against the source."""
     template = _environment().get_template("report.html")
     languages = sorted({p.language for a in articles for p in a.paragraphs} - {"en"})
     return template.render(
         articles=articles,
         stats=stats,
         source_languages=[language_name(lang) for lang in languages] or ["none"],
+        threshold=low_confidence,
+        low_confidence=sum(a.low_confidence for a in articles),
         generated=(generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
     )

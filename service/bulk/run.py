@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,12 +20,24 @@ from tqdm import tqdm
 
 from service.bulk.report import ReportArticle, render_report
 from service.bulk.stats import BulkSummary
+from service.config import TARGET_LANGUAGE
 from service.errors import InvalidInput, NewsMTError
 from service.files import TEMP_NAME, TEMP_SUFFIX, open_atomic, write_atomic
-from service.pipeline.summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
+from service.pipeline.documents import translate_document
+from service.pipeline.summarize import (
+    SUMMARIZE_THEN_TRANSLATE,
+    TRANSLATE_THEN_SUMMARIZE,
+    Summarizer,
+    SummaryOptions,
+    SummaryResult,
+)
 from service.pipeline.translate import ArticleResult, Pipeline
+from service.text.documents import FORMATS, parse_document
+from service.text.glossary import Glossary
 
 INPUT_SUFFIXES = (".txt", ".md")
+#: Files translated unit by unit with their format kept: NAME.en.EXT is written beside NAME.en.txt.
+DOCUMENT_SUFFIXES = tuple(suffix for suffix in FORMATS if suffix not in INPUT_SUFFIXES)
 JSONL_SUFFIX = ".jsonl"
 RESULTS_FILE = "results.jsonl"
 TRANSLATION_SUFFIX = ".en.txt"
@@ -42,6 +54,8 @@ class ArticleSource:
     output_name: str
     text: str | None = None
     line: int | None = None
+    #: For a formatted file (.html, .srt, .docx; .md too): the translated file's name, NAME.en.EXT.
+    document_name: str | None = None
 
     @property
     def summary_name(self) -> str:
@@ -57,65 +71,83 @@ class ArticleSource:
             raise InvalidInput(f"{self.path} is not valid UTF-8 (byte {exc.start}): {exc.reason}") from exc
 
 
-def _safe(name: str) -> str:
+def safe_file_name(name: str) -> str:
     """A file-name-safe version of an id: no separators, no '..', so outputs never escape --out."""
     cleaned = _UNSAFE.sub("_", name).strip("._") or "article"
     return cleaned[:150]
 
 
-def input_files(paths: Sequence[Path]) -> Iterator[tuple[Path, str]]:
+def input_files(paths: Sequence[Path], *, documents: bool = False) -> Iterator[tuple[Path, str]]:
     """Each input file under the given files and folders (folders recursively), in a stable order, with the stem
-    its articles' ids and output names start with."""
+    its articles' ids and output names start with. `documents`: also .html, .htm, .srt and .docx files."""
+    suffixes = (*INPUT_SUFFIXES, JSONL_SUFFIX, *(DOCUMENT_SUFFIXES if documents else ()))
     for root in paths:
         if not root.exists():
             raise InvalidInput(f"input path {root} does not exist")
         files = [root] if root.is_file() else sorted(
-            p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (*INPUT_SUFFIXES, JSONL_SUFFIX)
+            p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
         )
         base = root.parent if root.is_file() else root
         for file in files:
             rel = file.relative_to(base).with_suffix("")
-            yield file, "/".join(_safe(part) for part in rel.parts)
+            yield file, "/".join(safe_file_name(part) for part in rel.parts)
 
 
 def is_jsonl(file: Path) -> bool:
     return file.suffix.lower() == JSONL_SUFFIX
 
 
-def discover(paths: Sequence[Path]) -> list[ArticleSource]:
-    """Articles under the given files and folders (folders recursively), in a stable order."""
+def discover(paths: Sequence[Path], *, documents: bool = True) -> list[ArticleSource]:
+    """Articles under the given files and folders (folders recursively), in a stable order. `documents`: also
+    .html, .htm, .srt and .docx files, each one article whose translated file keeps its format."""
     sources: list[ArticleSource] = []
-    for file, stem in input_files(paths):
+    for file, stem in input_files(paths, documents=documents):
         if is_jsonl(file):
-            sources.extend(_jsonl_articles(file, stem))
+            with file.open(encoding="utf-8") as fh:
+                sources.extend(jsonl_articles(fh, file, stem))
         else:
-            sources.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}"))
-    seen: dict[str, Path] = {}
-    for src in sources:
-        if src.id in seen:
-            raise InvalidInput(f"two inputs map to the same article id '{src.id}': {seen[src.id]} and {src.path}")
-        seen[src.id] = src.path
+            suffix = file.suffix.lower()
+            document = f"{stem}.{TARGET_LANGUAGE}{suffix}" if suffix != ".txt" else None
+            sources.append(ArticleSource(stem, file, f"{stem}{TRANSLATION_SUFFIX}", document_name=document))
+    check_unique_ids(sources)
     return sources
 
 
-def jsonl_article(file: Path, stem: str, number: int, line: str) -> ArticleSource:
-    """The article on line `number` of a JSONL file (a non-blank line)."""
+def no_articles_message(paths: Sequence[Path], *, documents: bool) -> str:
+    return (f"no articles (*.txt, *.md, *.jsonl{', documents' if documents else ''}) under "
+            f"{', '.join(map(str, paths))}")
+
+
+def check_unique_ids(sources: Sequence[ArticleSource]) -> None:
+    """Ids name output files and records, so two articles may not share one."""
+    seen: dict[str, str] = {}
+    for src in sources:
+        where = str(src.path) + (f":{src.line}" if src.line else "")
+        if src.id in seen:
+            raise InvalidInput(f"two inputs map to the same article id '{src.id}': {seen[src.id]} and {where}")
+        seen[src.id] = where
+
+
+def jsonl_article(path: Path, stem: str, number: int, line: str) -> ArticleSource:
+    """The article on line `number` of a JSONL input read from `path` (a non-blank line): its id is `STEM/ID`
+    (the line number without an id), or the bare id when `stem` is empty."""
     try:
         record = json.loads(line)
         text = record["text"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{file}:{number}: expected a JSON object with a 'text' field ({exc})") from exc
+        raise InvalidInput(f"{path}:{number}: expected a JSON object with a 'text' field ({exc})") from exc
     if not isinstance(text, str):
-        raise InvalidInput(f"{file}:{number}: 'text' must be a string")
-    article = _safe(str(record.get("id", number)))
-    return ArticleSource(f"{stem}/{article}", file, f"{stem}/{article}{TRANSLATION_SUFFIX}", text, number)
+        raise InvalidInput(f"{path}:{number}: 'text' must be a string")
+    article = safe_file_name(str(record.get("id", number)))
+    article_id = f"{stem}/{article}" if stem else article
+    return ArticleSource(article_id, path, f"{article_id}{TRANSLATION_SUFFIX}", text, number)
 
 
-def _jsonl_articles(file: Path, stem: str) -> Iterator[ArticleSource]:
-    with file.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.strip():
-                yield jsonl_article(file, stem, number, line)
+def jsonl_articles(lines: Iterable[str], path: Path, stem: str) -> Iterator[ArticleSource]:
+    """The articles of a JSONL input (`{"text": ..., "id": ...}` per line) read from `path` (see `jsonl_article`)."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield jsonl_article(path, stem, number, line)
 
 
 def remove_stale_temp_files(folder: Path, name: str = "*", *, recursive: bool = True) -> None:
@@ -132,7 +164,10 @@ def error_dict(error: NewsMTError | Exception) -> dict[str, str]:
     return {"code": getattr(error, "code", "error"), "message": str(error)}
 
 
-def result_record(src: ArticleSource, result: ArticleResult, output: str | None) -> dict[str, Any]:
+def result_record(src: ArticleSource, result: ArticleResult, output: str | None,
+                  low_confidence: float | None = None, glossary: Glossary | None = None) -> dict[str, Any]:
+    """One line of results.jsonl. With `low_confidence` (the threshold), also every sentence with its score and the
+    list of those below it; with a glossary, the terms applied and whether each made it into the output."""
     record: dict[str, Any] = {
         "id": src.id,
         "source_path": str(src.path) + (f":{src.line}" if src.line else ""),
@@ -148,6 +183,12 @@ def result_record(src: ArticleSource, result: ArticleResult, output: str | None)
         "models": [asdict(m) for m in result.models],
         "elapsed_ms": result.elapsed_ms,
     }
+    if low_confidence is not None and result.ok:
+        record["sentences"] = [{"paragraph": p, "source": s.source, "translation": s.translation, "score": s.score}
+                               for p, paragraph in enumerate(result.paragraphs) for s in paragraph.sentences]
+        record["low_confidence"] = [asdict(low) for low in result.low_confidence(low_confidence)]
+    if glossary is not None and result.ok:
+        record["glossary"] = {"name": glossary.name, "digest": glossary.digest, "terms": result.terms()}
     if result.error is not None:
         record["error"] = error_dict(result.error)
     return record
@@ -192,12 +233,13 @@ class RunOutputs:
     (service/bulk/cluster.py) both write through it, so their outputs cannot drift apart."""
 
     def __init__(self, out: Path, *, total: int | None, write_translations: bool = True, report: Path | None = None,
-                 progress: bool | None = None):
+                 progress: bool | None = None, low_confidence: float, glossary: Glossary | None = None):
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(out)
         if report is not None and report.parent.is_dir():
             remove_stale_temp_files(report.parent, report.name, recursive=False)
         self.out, self.report, self.write_translations = out, report, write_translations
+        self.low_confidence, self.glossary = low_confidence, glossary
         self.summary = BulkSummary()
         self._report_rows: list[ReportArticle] = []
         self._started = time.perf_counter()
@@ -214,17 +256,21 @@ class RunOutputs:
         if kind is not None:  # a failed run leaves every earlier output, results.jsonl included, as it was
             self._files.__exit__(kind, error, trace)
 
-    def add(self, src: ArticleSource, result: ArticleResult, summarized: SummaryResult | None = None) -> None:
-        """Write one finished article's files and its results.jsonl line."""
+    def add(self, src: ArticleSource, result: ArticleResult, summarized: SummaryResult | None = None,
+            document: bytes | None = None) -> None:
+        """Write one finished article's files and its results.jsonl line. `document`: a formatted file's
+        translated bytes (NAME.en.EXT; without them, the translation as text)."""
         summary, output = self.summary, None
         error = result.error or (summarized.error if summarized is not None else None)
         if result.ok and result.translation is not None and self.write_translations:
             write_atomic(self.out / src.output_name, result.translation + "\n")
             output = src.output_name
+            if src.document_name is not None:
+                write_atomic(self.out / src.document_name, document or (result.translation + "\n").encode("utf-8"))
         if error is not None:
             summary.failed += 1
             summary.errors.append(f"{src.id}: {error}")
-        record = result_record(src, result, output)
+        record = result_record(src, result, output, self.low_confidence, self.glossary)
         if summarized is not None:
             record.update(summary_fields(self.out, src, summarized), status="ok" if error is None else "error")
             if summarized.ok:
@@ -245,36 +291,65 @@ class RunOutputs:
         self._files.close()  # results.jsonl replaced
         self.summary.seconds = time.perf_counter() - self._started
         if self.report is not None:
-            write_atomic(self.report, render_report(self._report_rows, self.summary))
+            write_atomic(self.report, render_report(self._report_rows, self.summary,
+                                                    low_confidence=self.low_confidence))
         return self.summary
+
+
+def _translate_file(pipeline: Pipeline, src: ArticleSource, source_lang: str,
+                    beam_size: int | None) -> tuple[ArticleResult, bytes | None]:
+    """One formatted file: its result (or its error, as for any article) and the translated file's bytes."""
+    try:
+        doc = parse_document(src.path.name, src.path.read_bytes(), pipeline.settings)
+        translated = translate_document(pipeline, doc, source_lang, beam_size=beam_size, article_id=src.id)
+    except NewsMTError as exc:
+        return ArticleResult(id=src.id, error=exc), None
+    except OSError as exc:
+        return ArticleResult(id=src.id, error=InvalidInput(f"cannot read {src.path}: {exc}")), None
+    return translated.result, translated.content
 
 
 def translate_tree(pipeline: Pipeline, sources: Sequence[ArticleSource], out: Path, *, source_lang: str = "auto",
                    beam_size: int | None = None, progress: bool | None = None,
                    summarizer: Summarizer | None = None, summary_options: SummaryOptions | None = None,
-                   write_translations: bool = True, report: Path | None = None) -> BulkSummary:
+                   write_translations: bool = True, report: Path | None = None,
+                   glossary: Glossary | None = None) -> BulkSummary:
     """Translate every article, writing NAME.en.txt files and results.jsonl under `out`. With a summarizer, also
     NAME.summary.txt and the summary in each record; `write_translations=False` writes summaries only. With
-    `report`, also one bilingual HTML file of the whole run (service/bulk/report.py)."""
+    `report`, also one bilingual HTML file of the whole run (service/bulk/report.py). With a `glossary`, its terms
+    are pinned in every translation (whole translations only: summarize_then_translate does not take one)."""
     if summarizer is not None:
         summary_options = summary_options or SummaryOptions.from_settings(pipeline.settings)
     check_summary_options(summarizer is not None, summary_options, write_translations)
     chunk = pipeline.settings.bulk_chunk_articles
     with RunOutputs(out, total=len(sources), write_translations=write_translations, report=report,
-                    progress=progress) as outputs:
+                    progress=progress, low_confidence=pipeline.settings.low_confidence,
+                    glossary=glossary) as outputs:
         for first in range(0, len(sources), chunk):
             part = sources[first:first + chunk]
-            texts, unreadable = read_sources(part)
+            # Formatted files are translated on their own (their unit structure kept); the rest together.
+            formatted = {i for i, src in enumerate(part)
+                         if src.document_name is not None and src.path.suffix.lower() in DOCUMENT_SUFFIXES}
+            texts, unreadable = read_sources([ArticleSource(s.id, s.path, s.output_name, "") if i in formatted else s
+                                              for i, s in enumerate(part)])
+            documents: dict[int, bytes] = {}
+            for i in formatted:
+                unreadable[i], content = _translate_file(pipeline, part[i], source_lang, beam_size)
+                if content is not None:
+                    documents[i] = content
             ids = [s.id for s in part]
             summaries: list[SummaryResult | None] = [None] * len(part)
-            if summarizer is None:
-                results = pipeline.translate(texts, source_lang, ids=ids, beam_size=beam_size)
+            if summarizer is None or (glossary is not None and summary_options is not None
+                                      and summary_options.strategy == TRANSLATE_THEN_SUMMARIZE):
+                results = pipeline.translate(texts, source_lang, ids=ids, beam_size=beam_size, glossary=glossary)
+                if summarizer is not None:
+                    summaries = list(summarizer.summarize_translations(results, summary_options))
             else:
                 done = summarizer.summarize(texts, source_lang, ids=ids, beam_size=beam_size, options=summary_options)
                 results, summaries = [s.article for s in done], list(done)
             for i, (src, result, summarized) in enumerate(zip(part, results, summaries, strict=True)):
                 if i in unreadable:
                     result, summarized = unreadable[i], None
-                outputs.add(src, result, summarized)
+                outputs.add(src, result, summarized, documents.get(i))
             outputs.advance(len(part))
         return outputs.finish()

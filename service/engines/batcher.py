@@ -7,10 +7,15 @@ caller finds that engine idle leads: it borrows the engine for one batch (`lease
 runs it, and hands each output back to the request it came from, then the next idle caller leads. Translation and
 summarization use the same batcher (the model manager owns it), so summaries obey the same budgets and fairness.
 There is no background thread to start or stop, and a lone caller (the bulk CLI) leads every batch itself over its
-own pieces, shortest first, as it always did.
+own pieces, shortest first, as it always did. An engine with several replicas (CTranslate2 `inter_threads`) takes
+as many leaders at once, one batch each: with one, the replicas idled while the leader tokenized, detokenized and
+delivered, and each batch waited for its slowest part.
 
 Forming a batch:
-- budget: at most `max_batch` distinct texts and `max_tokens` padded tokens (texts x longest);
+- budget: at most `max_batch` distinct texts and `max_tokens` padded tokens (texts x longest), and at most
+  `max_decoding_tokens` decoder positions per engine replica (see `decoding_tokens`): the state a batch holds while
+  it decodes grows with beam x output length, not with its source tokens, and it is what concurrent load adds to
+  the server's memory;
 - fairness: queued requests take turns, one piece each per turn, and a request that got a piece goes to the back,
   so a small request arriving while a huge one runs gets into the very next batch instead of waiting it out;
 - length grouping: each request's pieces are queued shortest first, so successive batches grow in length and pad
@@ -20,24 +25,50 @@ Forming a batch:
   milliseconds before its misses reach the queue), and at most until `max_wait` has passed since the oldest queued
   piece. A lone request therefore never waits, and sixteen requests that come in together make two or three full
   batches instead of a small one for the first and the rest after it: on a CPU a batch of 64 translates about 2.5x
-  faster per sentence than a batch of 10.
+  faster per sentence than a batch of 10;
+- priority: pieces queued inside `background_priority()` (jobs) go into a batch only after every interactive piece
+  that fits, so a long job fills the room interactive requests leave instead of taking turns with them.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
-from service.engines.base import Engine, GenerationSettings
+from service.engines.base import Engine, Generation, GenerationSettings
 
 #: Metrics hook: (task, texts in the batch, their source tokens).
 BatchHook = Callable[[str, int, int], None]
 #: Lends a task's engine for one block (`ModelManager.lease`).
 Lease = Callable[[str], AbstractContextManager[Engine]]
+
+#: True in work queued at background priority; a context variable, so the pipeline between needs no parameter.
+_BACKGROUND: ContextVar[bool] = ContextVar("newsmt_background_priority", default=False)
+
+
+@contextmanager
+def background_priority() -> Iterator[None]:
+    """Pieces this thread queues within the block wait behind interactive ones when a batch is formed."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def decoding_tokens(segments: int, longest: int, gen: GenerationSettings, replicas: int) -> int:
+    """Decoder positions one replica's share of a batch holds at most: its segments (the batch is split evenly among
+    the replicas), each decoded as `beam` hypotheses, each keeping attention state for its source and for every
+    output token up to the cap. The cap, not a guess of the output length: a batch's memory has to be bounded for
+    the outputs that do run to it."""
+    return math.ceil(segments / replicas) * gen.beam_size * (longest + gen.max_output_tokens)
 
 
 @dataclass(eq=False)
@@ -49,9 +80,10 @@ class _Request:
     queued_at: float
     order: list[int] = field(default_factory=list)
     next: int = 0
-    outputs: list[str] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)  # the engine's outputs, opaque here
     remaining: int = 0
     error: BaseException | None = None
+    background: bool = False
 
     @property
     def finished(self) -> bool:
@@ -64,15 +96,17 @@ class _Group:
 
     task: str
     requests: deque[_Request] = field(default_factory=deque)  # those with pieces not yet taken, in turn order
-    busy: bool = False  # a leader is forming or running a batch
+    leaders: int = 0  # callers forming or running a batch for it: at most one per engine replica
+    replicas: int = 1  # parts the engine splits a batch into (its `replicas`, read when a request queues)
 
 
 class DynamicBatcher:
     def __init__(self, lease: Lease, max_batch: int, max_tokens: int, max_wait_seconds: float,
-                 on_batch: BatchHook | None = None):
+                 on_batch: BatchHook | None = None, max_decoding_tokens: int | None = None):
         self._lease = lease
         self.max_batch = max_batch
         self.max_tokens = max_tokens
+        self.max_decoding_tokens = max_decoding_tokens
         self.max_wait = max_wait_seconds
         self._on_batch = on_batch
         self._groups: dict[tuple[str, GenerationSettings], _Group] = {}
@@ -101,29 +135,35 @@ class DynamicBatcher:
             self._announced.value = False
             self._arriving -= 1
 
-    def generate(self, task: str, texts: list[str], gen: GenerationSettings) -> list[str]:
+    def generate(self, task: str, texts: list[str], gen: GenerationSettings) -> list[Generation]:
         """The task's engine's `generate(texts, gen)`, in batches shared with whatever else runs concurrently."""
         if not texts:
             return []
         with self._lease(task) as engine:
             tokens = engine.count_tokens(texts)
+            replicas = engine.replicas
         request = _Request(texts, tokens, time.monotonic(), order=sorted(range(len(texts)), key=tokens.__getitem__),
-                           outputs=[""] * len(texts), remaining=len(texts))
+                           outputs=[None] * len(texts), remaining=len(texts), background=_BACKGROUND.get())
         key = (task, gen)
         with self._cond:
             group = self._groups.setdefault(key, _Group(task))
+            group.replicas = replicas
             group.requests.append(request)
             self._end_announcement()
             self._cond.notify_all()
         while True:
             with self._cond:
-                while group.busy and not request.finished:
+                # Lead only where a replica is free and pieces are queued (this request's may all be in batches).
+                while (group.leaders >= group.replicas or not group.requests) and not request.finished:
                     self._cond.wait()
                 if request.finished:
                     break
-                group.busy = True
+                group.leaders += 1
                 self._wait_for_company(group)
-                batch = self._take(group)
+                batch = self._take(group, gen)
+                if not batch:  # another leader took every queued piece while this one waited for company
+                    group.leaders -= 1
+                    continue
             self._run(key, group, gen, batch)
         if request.error is not None:
             raise request.error
@@ -140,17 +180,33 @@ class DynamicBatcher:
         queued = [r.tokens[i] for r in group.requests for i in r.order[r.next:]]
         return len(queued) >= self.max_batch or sum(queued) >= self.max_tokens
 
-    def _take(self, group: _Group) -> dict[str, list[tuple[_Request, int]]]:
-        """Round-robin over the queued requests until the batch is full: text -> the (request, index) it answers."""
+    def _over_budget(self, segments: int, longest: int, gen: GenerationSettings, replicas: int) -> bool:
+        return segments * longest > self.max_tokens or (
+            self.max_decoding_tokens is not None
+            and decoding_tokens(segments, longest, gen, replicas) > self.max_decoding_tokens)
+
+    def _take(self, group: _Group, gen: GenerationSettings) -> dict[str, list[tuple[_Request, int]]]:
+        """Round-robin over the queued requests until the batch is full: text -> the (request, index) it answers.
+        Interactive requests take their turns first; background ones share whatever room is left. A piece that alone
+        is over a budget still runs, in a batch of its own."""
         slots: dict[str, list[tuple[_Request, int]]] = {}
+        queues = [deque(r for r in group.requests if r.background == background) for background in (False, True)]
         longest = 0
+        for queue in queues:
+            longest = self._fill(queue, slots, longest, gen, group.replicas)
+        group.requests = queues[0] + queues[1]
+        return slots
+
+    def _fill(self, queue: deque[_Request], slots: dict[str, list[tuple[_Request, int]]], longest: int,
+              gen: GenerationSettings, replicas: int) -> int:
+        """Add pieces from `queue`, one per request per turn, while they fit; returns the longest piece's tokens."""
         skipped: list[_Request] = []  # next piece does not fit this batch: first in line for the next one
-        while group.requests and len(slots) < self.max_batch:
-            request = group.requests.popleft()
+        while queue and len(slots) < self.max_batch:
+            request = queue.popleft()
             index = request.order[request.next]
             text, tokens = request.texts[index], request.tokens[index]
             if text not in slots:
-                if slots and (len(slots) + 1) * max(longest, tokens) > self.max_tokens:
+                if slots and self._over_budget(len(slots) + 1, max(longest, tokens), gen, replicas):
                     skipped.append(request)
                     continue
                 slots[text] = []
@@ -158,9 +214,9 @@ class DynamicBatcher:
             slots[text].append((request, index))
             request.next += 1
             if request.next < len(request.order):
-                group.requests.append(request)
-        group.requests.extendleft(reversed(skipped))
-        return slots
+                queue.append(request)
+        queue.extendleft(reversed(skipped))
+        return longest
 
     def _run(self, key: tuple[str, GenerationSettings], group: _Group, gen: GenerationSettings,
              batch: dict[str, list[tuple[_Request, int]]]) -> None:
@@ -184,7 +240,8 @@ class DynamicBatcher:
             self._on_batch(group.task, len(texts), sum(tokens.values()))
 
     def _deliver(self, key: tuple[str, GenerationSettings], group: _Group,
-                 answers: list[tuple[list[tuple[_Request, int]], str | None]], error: BaseException | None) -> None:
+                 answers: list[tuple[list[tuple[_Request, int]], Generation | None]],
+                 error: BaseException | None) -> None:
         with self._cond:
             for waiters, output in answers:
                 for request, index in waiters:
@@ -194,7 +251,7 @@ class DynamicBatcher:
                         request.outputs[index] = output
                         request.remaining -= 1
             group.requests = deque(r for r in group.requests if not r.finished)
-            group.busy = False
-            if not group.requests:
-                self._groups.pop(key, None)  # all its requests are finished
+            group.leaders -= 1
+            if not group.requests and not group.leaders and self._groups.get(key) is group:
+                self._groups.pop(key)  # all its requests are finished
             self._cond.notify_all()

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import ctranslate2
 
-from service.engines.base import GenerationSettings
+from service.engines.base import Generation, GenerationSettings, Hypothesis, ranked
 from service.engines.tokenizer import load_tokenizer, target_language_token
 from service.errors import ModelLoadError
 from service.store.convert import ConvertedModel
@@ -54,13 +54,27 @@ def variant_name(quantization: str, device: str) -> str:
     return f"ctranslate2-{precision}-{device}"
 
 
-def intra_threads(threads: int, inter_threads: int) -> int:
-    """Threads per replica: as configured, else the cores this process may use shared among the replicas (so
-    inter x intra never oversubscribes the CPU)."""
-    if threads > 0:
-        return threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // inter_threads)
+#: The most replicas the automatic CPU split makes: beyond it the extra cores go to each replica's threads, since every
+#: replica holds a batch's decoding state of its own and a request rarely has more segments than that to spread.
+MAX_AUTO_REPLICAS = 4
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_threads(threads: int, inter_threads: int, cores: int | None = None) -> tuple[int, int]:
+    """(replicas, threads per replica) on a CPU; 0 means "choose" for either.
+
+    Why replicas first: one batch on all cores keeps only part of them busy (its OpenMP threads wait for each other
+    at every layer of every decoding step, for a thread the OS descheduled on a shared box most of all), while
+    replicas on one thread each never wait for one another. So the automatic split is one single-threaded replica
+    per core, up to MAX_AUTO_REPLICAS, and a value set for one side is honoured with the other derived from it so
+    that replicas x threads fills the cores without oversubscribing them."""
+    cores = cores or usable_cores()
+    if inter_threads == 0:
+        inter_threads = max(1, cores // threads) if threads else min(cores, MAX_AUTO_REPLICAS)
+    return inter_threads, threads or max(1, cores // inter_threads)
 
 
 def _decoding_defaults(generation_config: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +91,14 @@ def _decoding_defaults(generation_config: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _mean_log_prob(score: float, tokens: int, length_penalty: float) -> float:
+    """CTranslate2's score is the summed log-probability divided by length ** length_penalty, the length counting
+    the hypothesis's tokens and its `</s>`: undo the penalty, so the score is a plain per-token mean on every
+    backend whatever the checkpoint's length penalty."""
+    length = tokens + 1
+    return round(score * length ** length_penalty / length, 4)
+
+
 class CTranslate2Engine:
     """One converted model + its tokenizer. CTranslate2's Translator is thread-safe and queues concurrent calls
     itself; with inter_threads > 1 a batch is split into one sub-batch per replica so they run in parallel."""
@@ -89,7 +111,7 @@ class CTranslate2Engine:
         source_lang: str | None = None,
         target_lang: str | None = None,
         threads: int = 0,
-        inter_threads: int = 1,
+        inter_threads: int = 0,
     ):
         self.device = resolve_device(device)
         if self.device not in DEVICES:
@@ -97,7 +119,12 @@ class CTranslate2Engine:
                                  "set NEWSMT_BACKEND=transformers or another NEWSMT_DEVICE")
         self.path = converted.path
         self.compute_type = compute_type(converted.quantization, self.device)
-        self._inter_threads = inter_threads
+        if self.device == "cpu":
+            inter_threads, threads = cpu_threads(threads, inter_threads)
+        else:  # intra_threads does not apply to a GPU; replicas there are CUDA streams, one unless asked for more
+            inter_threads, threads = inter_threads or 1, 0
+        #: Batches split into this many parts, run in parallel (read by the batcher's decoding budget too).
+        self.replicas = inter_threads
         try:
             self.tokenizer = load_tokenizer(self.path)
             self.translator = ctranslate2.Translator(
@@ -105,7 +132,7 @@ class CTranslate2Engine:
                 device=self.device,
                 compute_type=self.compute_type,
                 inter_threads=inter_threads,
-                intra_threads=intra_threads(threads, inter_threads) if self.device == "cpu" else 0,
+                intra_threads=threads,
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load CTranslate2 model from {self.path}: {type(exc).__name__}: {exc}") \
@@ -124,14 +151,17 @@ class CTranslate2Engine:
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
 
-    def generate(self, texts: list[str], settings: GenerationSettings) -> list[str]:
+    def generate(self, texts: list[str], settings: GenerationSettings) -> list[Generation]:
         if not texts:
             return []
         ids = self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
         sources = [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
+        hypotheses = settings.num_hypotheses or 1
         options: dict[str, Any] = {
             **self._defaults,
-            "beam_size": settings.beam_size,
+            "beam_size": max(settings.beam_size, hypotheses),
+            "num_hypotheses": hypotheses,
+            "return_scores": True,
             "max_decoding_length": min(settings.max_output_tokens, self.max_positions - 2) - self._eos_reserve,
         }
         overrides = {"min_decoding_length": settings.min_output_tokens, "length_penalty": settings.length_penalty,
@@ -139,11 +169,18 @@ class CTranslate2Engine:
         options.update({name: value for name, value in overrides.items() if value is not None})
         if self._target_prefix is not None:
             options["target_prefix"] = [self._target_prefix] * len(sources)
-        if self._inter_threads > 1:
-            options["max_batch_size"] = math.ceil(len(sources) / self._inter_threads)
+        if self.replicas > 1:
+            options["max_batch_size"] = math.ceil(len(sources) / self.replicas)
         results = self.translator.translate_batch(sources, **options)
-        output_ids = cast(list[list[int]], [self.tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results])
-        return [text.strip() for text in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        penalty = float(options.get("length_penalty", 1.0))
+        outputs = []
+        for result in results:
+            tokens = [hypothesis for hypothesis in result.hypotheses]
+            output_ids = cast(list[list[int]], [self.tokenizer.convert_tokens_to_ids(t) for t in tokens])
+            decoded = self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)
+            outputs.append(ranked([Hypothesis(text.strip(), _mean_log_prob(score, len(t), penalty))
+                                   for text, score, t in zip(decoded, result.scores, tokens, strict=True)]))
+        return outputs
 
     def memory_bytes(self) -> int:
         """The converted weights file: about what CTranslate2 holds in memory (more where it computes a 16-bit

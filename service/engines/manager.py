@@ -74,7 +74,8 @@ class ModelManager:
         self.load_errors: dict[str, str] = {}
         #: Misses of concurrent callers (server threads) share engine batches; on_batch sees each batch.
         self.batcher = DynamicBatcher(self.lease, settings.batch_size, settings.batch_max_tokens,
-                                      settings.batch_max_wait_ms / 1000, on_batch)
+                                      settings.batch_max_wait_ms / 1000, on_batch,
+                                      max_decoding_tokens=settings.batch_max_decoding_tokens)
 
     def resolve(self, task: str) -> ResolvedModel:
         """The task's model on disk (memoised until `forget`); raises ModelNotInstalled with the install command."""

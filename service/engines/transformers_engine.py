@@ -14,9 +14,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
-from service.engines.base import GenerationSettings
+from service.engines.base import Generation, GenerationSettings, Hypothesis, ranked
 from service.engines.tokenizer import load_tokenizer, target_language_token
 from service.errors import ModelLoadError
+
+#: Logits held at once while scoring outputs (floats): bounds that pass's memory to about 128 MB.
+_SCORE_CHUNK_FLOATS = 32 * 1024**2
 
 
 def resolve_device(requested: str) -> str:
@@ -104,6 +107,7 @@ class TransformersEngine:
         #: Learned position tables bound both sides; generating past them crashes instead of degrading.
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 1024)
         self.backend = variant_name(self.device, cuda_dtype, cpu_int8)
+        self.replicas = 1
         forced = target_language_token(self.tokenizer, model.config.model_type, source_lang, target_lang)
         self._forced_bos = None if forced is None else self.tokenizer.get_vocab()[forced]
 
@@ -111,13 +115,16 @@ class TransformersEngine:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
 
     @torch.inference_mode()
-    def generate(self, texts: list[str], settings: GenerationSettings) -> list[str]:
+    def generate(self, texts: list[str], settings: GenerationSettings) -> list[Generation]:
         if not texts:
             return []
+        hypotheses = settings.num_hypotheses or 1
         with self._lock:
             batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=False).to(self.device)
+            beams = max(settings.beam_size, hypotheses)
             kwargs: dict[str, Any] = {
-                "num_beams": settings.beam_size,
+                "num_beams": beams,
+                "num_return_sequences": hypotheses,
                 "max_new_tokens": min(settings.max_output_tokens, self.max_positions - 2),
                 "max_length": None,  # the checkpoint's own max_length would otherwise compete with max_new_tokens
                 "do_sample": False,
@@ -126,12 +133,42 @@ class TransformersEngine:
                 kwargs["forced_bos_token_id"] = self._forced_bos
             if settings.min_output_tokens is not None:  # takes precedence over the checkpoint's min_length
                 kwargs["min_new_tokens"] = settings.min_output_tokens
-            if settings.length_penalty is not None and settings.beam_size > 1:  # it only scores beam hypotheses
+            if settings.length_penalty is not None and beams > 1:  # it only scores beam hypotheses
                 kwargs["length_penalty"] = settings.length_penalty
             if settings.no_repeat_ngram_size is not None:
                 kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
             output = self.model.generate(**batch, **kwargs)
-            return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+            scores = self._scores(batch, output, hypotheses)
+            decoded = [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+        return [ranked([Hypothesis(text, score) for text, score in
+                        zip(decoded[i:i + hypotheses], scores[i:i + hypotheses], strict=True)])
+                for i in range(0, len(decoded), hypotheses)]
+
+    def _scores(self, batch: Any, sequences: torch.Tensor, per_input: int) -> list[float]:
+        """Mean log-probability of each generated sequence's tokens, `</s>` included, from one teacher-forced
+        pass over the outputs. Why not `generate(output_scores=True)`: it keeps a batch x beams x vocabulary tensor
+        for every step, where this holds one bounded chunk of logits at a time and costs one parallel decoder pass
+        next to the step-by-step decode."""
+        config = self.model.config
+        inputs, targets = sequences[:, :-1], sequences[:, 1:]
+        finished = (targets == config.eos_token_id).long()
+        after_end = (finished.cumsum(dim=1) - finished) > 0
+        counted = ~after_end & (targets != config.pad_token_id)
+        if self._forced_bos is not None:  # forced, not chosen: says nothing about the model's confidence
+            counted[:, 0] = False
+        encoder_ids = batch["input_ids"].repeat_interleave(per_input, dim=0)
+        encoder_mask = batch["attention_mask"].repeat_interleave(per_input, dim=0)
+        rows = max(1, _SCORE_CHUNK_FLOATS // max(1, inputs.shape[1] * config.vocab_size))
+        scores: list[float] = []
+        for start in range(0, len(sequences), rows):
+            part = slice(start, start + rows)
+            logits = self.model(input_ids=encoder_ids[part], attention_mask=encoder_mask[part],
+                                decoder_input_ids=inputs[part]).logits
+            token_scores = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[part].unsqueeze(-1))
+            mask = counted[part]
+            means = (token_scores.squeeze(-1) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            scores.extend(round(float(value), 4) for value in means)
+        return scores
 
     def memory_bytes(self) -> int:
         # keep_vars returns tied weights (Marian shares one embedding 4 ways) as the same object: count it once.

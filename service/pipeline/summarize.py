@@ -420,7 +420,7 @@ class Summarizer:
         for gen, members in groups.items():
             texts = [requests[i][0] for i in members]
             for i, output in zip(members, self.manager.batcher.generate(SUMMARIZE_TASK, texts, gen), strict=True):
-                outputs[i] = output
+                outputs[i] = output.best.text
         return outputs
 
     # -- summarize_then_translate ----------------------------------------------------------------------------

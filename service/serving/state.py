@@ -24,14 +24,20 @@ import anyio
 
 from service.cache.segment_cache import SegmentCache, digest
 from service.config import Settings
+from service.engines.batcher import background_priority
 from service.engines.manager import ModelManager
 from service.errors import InputTooLarge, ItemFailed, NewsMTError, Overloaded, RequestTimedOut
+from service.pipeline.documents import TranslatedDocument, assemble, document_language
 from service.pipeline.summarize import Summarizer, SummaryOptions, SummaryResult
 from service.pipeline.translate import ArticleResult, PendingArticles, Pipeline
 from service.serving.claims import ClaimBoard
 from service.serving.coalesce import Coalescer
+from service.serving.documents import DocumentStore
 from service.serving.metrics import Metrics
 from service.serving.ratelimit import RateLimiter
+from service.store.glossaries import GlossaryStore
+from service.text.documents import Document
+from service.text.glossary import Glossary, parse_terms
 
 R = TypeVar("R")
 
@@ -54,16 +60,28 @@ class ServiceState:
     coalescer: Coalescer[Any] = field(init=False)
     claims: ClaimBoard | None = field(init=False)  # with the shared Redis tier: coalescing across replicas
     rate_limiter: RateLimiter = field(init=False)
+    glossaries: GlossaryStore = field(init=False)
+    documents: DocumentStore = field(init=False)
     _inflight: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.summarizer = Summarizer(self.pipeline)
+        self.glossaries = GlossaryStore(self.settings.glossaries_dir)
         self.coalescer = Coalescer(on_join=self.metrics.coalesced.inc)
         link = self.cache.link
         self.claims = None if link is None else ClaimBoard(
             link, self.settings.coalesce_claim_seconds, self.settings.coalesce_wait_seconds,
             on_wait=self.metrics.count_replica_wait)
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute, shared=link)
+        self.documents = DocumentStore(self.settings.documents_dir, self.settings.document_ttl_seconds)
+
+    def glossary(self, given: str | dict[str, str] | None) -> Glossary | None:
+        """A request's `glossary`: a stored glossary's name, or terms sent inline."""
+        if given is None:
+            return None
+        if isinstance(given, str):
+            return self.glossaries.get(given)
+        return Glossary(parse_terms(given.items()))
 
     def check_request_size(self, texts: list[str], field_name: str | None) -> None:
         """Refuse an oversized request before any work, stating the limit it broke. `field_name` names the list
@@ -78,11 +96,12 @@ class ServiceState:
                 raise InputTooLarge(f"{label} has {len(text)} characters; the limit is {max_chars} per text "
                                     "(NEWSMT_MAX_INPUT_CHARS)")
 
-    async def translate(self, texts: list[str], source: str, beam_size: int | None = None) -> list[ArticleResult]:
+    async def translate(self, texts: list[str], source: str, beam_size: int | None = None, *, alternatives: int = 0,
+                        glossary: Glossary | None = None) -> list[ArticleResult]:
         """Pipeline results for `texts`, shared with any identical request already in flight. Per-text errors are
         left in the results for the caller to report in its own shape."""
         pending = self.pipeline.lookup(texts, source, beam_size=beam_size or self.settings.beam_size,
-                                       may_block=False)
+                                       alternatives=alternatives, glossary=glossary, may_block=False)
         if pending.complete:
             self.metrics.count_cache(pending.results)
             return pending.results
@@ -161,6 +180,26 @@ class ServiceState:
         while True:
             await asyncio.sleep(idle / 2)
             await anyio.to_thread.run_sync(self.manager.unload_idle)
+
+    async def translate_document(self, doc: Document, source: str) -> TranslatedDocument:
+        """Translate a parsed file through `translate`, so a document gets the same cache, coalescing, in-flight
+        limit and time-out as the texts it is made of."""
+        lang, detection = await anyio.to_thread.run_sync(document_language, doc, source)
+        return assemble(doc, await self.translate(doc.texts, lang), detection)
+
+    async def translate_background(self, texts: list[str], source: str, ids: list[str]) -> list[ArticleResult]:
+        """For jobs: the same lookup and pipeline as `translate`, with the misses queued behind every interactive
+        request's (see the batcher). No in-flight slot and no time-out: a job never makes an interactive request
+        see 429, and it waits for its turn instead of failing."""
+        pending = self.pipeline.lookup(texts, source, ids=ids, may_block=False)
+        if not pending.complete:
+            await anyio.to_thread.run_sync(self._finish_in_background, pending)
+        self.metrics.count_cache(pending.results)
+        return pending.results
+
+    def _finish_in_background(self, pending: PendingArticles) -> list[ArticleResult]:
+        with background_priority():
+            return self.pipeline.finish(pending)
 
     def close(self) -> None:
         self.manager.close()

@@ -15,6 +15,9 @@
   const text = $("text");
   const source = $("source");
   const apiKey = $("api-key");
+  const alternatives = $("alternatives");
+  const glossary = $("glossary");
+  const terms = $("terms");
   const buttons = Object.fromEntries(Object.keys(ENDPOINTS).map((action) => [action, $(action)]));
   let busy = false;
 
@@ -52,6 +55,27 @@
     if (answers.includes(404)) summariesUnavailable();
   }
 
+  // Stored glossaries fill the Glossary choice; a server whose keys do not let this page list them simply has none
+  // to offer, and inline terms still work.
+  async function loadGlossaries() {
+    const headers = apiKey.value ? { Authorization: `Bearer ${apiKey.value}` } : {};
+    const listing = await fetch("/v1/glossaries", { headers }).then((r) => (r.ok ? r.json() : []), () => []);
+    if (!Array.isArray(listing) || !listing.length) return;
+    glossary.replaceChildren(new Option("None", ""), ...listing.map((g) => new Option(`${g.name} (${g.terms} terms)`,
+      g.name)));
+    show("glossary-field", true);
+  }
+
+  // Inline terms: "term<TAB>English" or "term = English" per line.
+  function inlineTerms() {
+    const pairs = {};
+    for (const line of terms.value.split("\n")) {
+      const match = /^(.+?)(?:\t|\s=\s)(.+)$/.exec(line.trim());
+      if (match) pairs[match[1].trim()] = match[2].trim();
+    }
+    return Object.keys(pairs).length ? pairs : null;
+  }
+
   function show(id, visible) {
     $(id).hidden = !visible;
   }
@@ -61,6 +85,9 @@
     show("summary-section", false);
     show("result", false);
     show("meta", false);
+    show("alternatives-section", false);
+    show("terms-report", false);
+    show("low-note", false);
     $("pairs").tBodies[0].replaceChildren();
     $("meta").replaceChildren();
   }
@@ -133,12 +160,58 @@
       english.className = "tgt";
       english.lang = "en";
       english.dir = "ltr";
-      english.textContent = paragraph.translation;
+      const sentences = Array.isArray(paragraph.sentences) ? paragraph.sentences : [];
+      if (sentences.length) {
+        sentences.forEach((sentence, index) => {
+          if (index) english.append(" ");
+          if (sentence.low_confidence) {
+            const marked = document.createElement("mark");
+            marked.className = "low";
+            marked.title = `The model was unsure of this sentence (score ${sentence.score.toFixed(2)}): check it `
+              + "against the source.";
+            marked.textContent = sentence.translation;
+            english.append(marked);
+          } else {
+            english.append(sentence.translation);
+          }
+        });
+      } else {
+        english.textContent = paragraph.translation;
+      }
       row.append(original, english);
       return row;
     });
     $("pairs").tBodies[0].replaceChildren(...rows);
     show("result", true);
+  }
+
+  function renderAlternatives(result) {
+    if (!Array.isArray(result.alternatives)) return;
+    $("alternative-list").replaceChildren(...result.alternatives.map((text) => {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }));
+    show("no-alternatives", !result.alternatives.length);
+    show("alternatives-section", true);
+  }
+
+  function renderTerms(result) {
+    if (!Array.isArray(result.glossary_terms)) return;
+    const report = $("terms-report");
+    const name = document.createElement("strong");
+    name.textContent = "Glossary: ";
+    const items = result.glossary_terms.map((term) => {
+      const item = document.createElement("span");
+      const complete = term.found === term.applied;
+      item.className = complete ? "found" : "missing";
+      item.textContent = `${term.source} → ${term.target} (${complete ? "in the translation" : `missing from ${
+        term.applied - term.found} of ${term.applied} sentences`})`;
+      return item;
+    });
+    if (!items.length) items.push("no term of the glossary occurs in this text");
+    report.replaceChildren(name, ...items);
+    show("terms-report", true);
   }
 
   function renderMeta(result, usage, chosenSource, latencyMs) {
@@ -151,6 +224,10 @@
     const models = (result.models || []).map((m) => `${m.model_id} (revision ${String(m.revision).slice(0, 19)})`);
     if (result.summarizer && result.summarizer.engine) models.push(`summary: ${result.summarizer.engine}`);
     if (models.length) items.push(["Model", models.join("; ")]);
+    if (Array.isArray(result.low_confidence)) {
+      items.push(["Confidence", result.low_confidence.length
+        ? `${result.low_confidence.length} sentence(s) to check, marked` : "no sentence below the threshold"]);
+    }
     if (usage && usage.segments != null) {
       items.push(["Cache", `${usage.cache_hits} of ${usage.segments} sentences (${percent(usage.cache_hits,
         usage.segments)})`]);
@@ -176,6 +253,9 @@
       return;
     }
     if (Array.isArray(result.paragraphs)) renderPairs(result.paragraphs, result.detected_language);
+    show("low-note", Array.isArray(result.low_confidence) && result.low_confidence.length > 0);
+    renderAlternatives(result);
+    renderTerms(result);
     if (typeof result.summary === "string") {
       $("summary").textContent = result.summary;
       show("summary-section", true);
@@ -194,7 +274,13 @@
     }
     const chosenSource = source.value;
     const payload = { text: article, source: chosenSource };
-    if (action !== "summarize") payload.options = { return_segments: true };
+    if (action !== "summarize") {
+      payload.options = { return_segments: true };
+      const wanted = Number(alternatives.value);
+      if (action === "translate" && wanted) payload.options.alternatives = wanted;
+      const pinned = inlineTerms() || glossary.value || null;
+      if (action === "translate" && pinned) payload.glossary = pinned;
+    }
     const headers = { "Content-Type": "application/json" };
     if (apiKey.value) headers.Authorization = `Bearer ${apiKey.value}`;
     setBusy(action);
@@ -242,4 +328,5 @@
   source.addEventListener("change", applySourceDirection);
   applySourceDirection();
   probeSummaries();
+  loadGlossaries();
 })();

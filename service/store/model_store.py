@@ -73,30 +73,60 @@ def directory_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+#: Beside a local model: the fingerprint last computed for it, with the (path, size, mtime) of every file it covers.
+FINGERPRINT_RECORD = "newsmt-fingerprint.json"
 _fingerprints: dict[tuple, str] = {}
 _fingerprint_lock = threading.Lock()
 
 
+def _fingerprinted_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file() and _FINGERPRINT_FILES.match(p.name) and
+                  p.name not in (MANIFEST, FINGERPRINT_RECORD) and ".cache" not in p.parts)
+
+
 def fingerprint(path: Path) -> str:
-    """Content hash of a local model's runtime files. Memoised on (name, size, mtime) so a server hashes its
-    weights once; a changed file changes the stat tuple and is re-hashed."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and _FINGERPRINT_FILES.match(p.name) and
-                   p.name != MANIFEST and ".cache" not in p.parts)
+    """Content hash of a local model's runtime files.
+
+    Hashing every weight file costs about a second per few hundred MB, and a server used to pay it at every start.
+    So the result is kept, keyed by the directory's absolute path and each file's (name, size, mtime): in memory,
+    and in `newsmt-fingerprint.json` beside the model, so that a restart with unchanged files reads it back instead
+    of hashing. A replaced or edited file changes its size or mtime and is hashed again; a copied record names
+    another directory and is ignored. A model directory that cannot be written to is simply hashed once per
+    process."""
+    files = _fingerprinted_files(path)
     stat_key = (str(path.resolve()), *((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
                                       for p in files))
     with _fingerprint_lock:
         if stat_key in _fingerprints:
             return _fingerprints[stat_key]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    value = "sha256:" + digest.hexdigest()[:16]
+    record = path / FINGERPRINT_RECORD
+    value = _recorded_fingerprint(record, stat_key)
+    if value is None:
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(str(file.relative_to(path)).encode())
+            with file.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        value = "sha256:" + digest.hexdigest()[:16]
+        try:
+            _write_json(record, {"files": list(stat_key), "fingerprint": value})
+        except OSError as exc:
+            log.info("not recording the fingerprint of %s (%s): it is recomputed at each start", path, exc)
     with _fingerprint_lock:
         _fingerprints[stat_key] = value
     return value
+
+
+def _recorded_fingerprint(record: Path, stat_key: tuple) -> str | None:
+    """The recorded fingerprint when it was taken of exactly these files (same directory, names, sizes, mtimes)."""
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        if [data["files"][0], *map(tuple, data["files"][1:])] == list(stat_key):
+            return str(data["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass
+    return None
 
 
 def validate_model_dir(path: Path) -> None:

@@ -22,6 +22,11 @@ RAW_TEXT_ELEMENTS = frozenset({"script", "style"})
 _LETTER = re.compile(r"[^\W\d_]")
 
 
+def has_letters(text: str) -> bool:
+    """Whether `text` carries any language: nodes of digits, punctuation or whitespace are kept as they are."""
+    return _LETTER.search(text) is not None
+
+
 @dataclass
 class HtmlDocument:
     """Markup kept verbatim, interleaved with indexes into `texts` (the text nodes to translate)."""
@@ -63,7 +68,7 @@ class _Splitter(HTMLParser):
             self.doc.parts.append(data)
             return
         core = data.strip()
-        if not _LETTER.search(core):
+        if not has_letters(core):
             self.doc.parts.append(escape(data, quote=False))
             return
         start = data.index(core)
