@@ -16,7 +16,8 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from service.bulk.run import discover, translate_tree
+from service.bulk.run import discover, no_articles_message, translate_tree
+from service.bulk.stats import BulkSummary
 from service.cache.segment_cache import SegmentCache
 from service.config import TASKS, Ct2Quantization, Settings
 from service.engines.manager import ModelManager
@@ -26,6 +27,7 @@ from service.pipeline.translate import SOURCE_CHOICES, Pipeline
 from service.store.convert import convert_model
 from service.store.glossaries import GlossaryStore, parse_table
 from service.store.model_store import ModelStore
+from service.text.glossary import Glossary
 
 app = typer.Typer(help="newsmt: translate Hebrew and Arabic news into English, with a content-hash disk cache.",
                   no_args_is_help=True, add_completion=False)
@@ -74,6 +76,26 @@ Paths = Annotated[list[Path], typer.Argument(
 Source = Annotated[str, typer.Option(help=f"Source language: {'|'.join(SOURCE_CHOICES)}.")]
 BeamSize = Annotated[int | None, typer.Option(help="Override NEWSMT_BEAM_SIZE (translation).")]
 Progress = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")]
+_RAY = "Cluster (--cluster ray)"
+Cluster = Annotated[str | None, typer.Option(
+    help="Run on a cluster: 'ray' spreads the work over Ray Data (needs the cluster extra; see docs/cluster.md).",
+    rich_help_panel=_RAY)]
+RayAddress = Annotated[str | None, typer.Option(
+    help="Ray cluster address (default: RAY_ADDRESS, else a cluster running on this machine, else a new local one; "
+    "'local': always a new local one).",
+    rich_help_panel=_RAY)]
+Concurrency = Annotated[str, typer.Option(
+    help="Inference actors: N, or MIN,MAX for a pool Ray scales between them.", rich_help_panel=_RAY)]
+NumCpus = Annotated[float, typer.Option(help="CPUs reserved per inference actor.", rich_help_panel=_RAY)]
+NumGpus = Annotated[float, typer.Option(
+    help="GPUs per inference actor (1: one actor per GPU; 0.5: two share one).", rich_help_panel=_RAY)]
+RayBatchSize = Annotated[int | None, typer.Option(
+    "--batch-size", min=1, help="Articles per inference-actor call (default NEWSMT_BULK_CHUNK_ARTICLES).",
+    rich_help_panel=_RAY)]
+MaxRestarts = Annotated[int, typer.Option(
+    min=-1, help="Restarts of an inference actor that dies (-1: no limit).", rich_help_panel=_RAY)]
+MaxTaskRetries = Annotated[int, typer.Option(
+    min=-1, help="Retries of a batch whose actor died (-1: no limit).", rich_help_panel=_RAY)]
 
 
 @app.command()
@@ -89,6 +111,14 @@ def translate(
     report_path: Annotated[Path | None, typer.Option(
         "--report", help="Also write one self-contained HTML file: source and English side by side per paragraph, "
         "summaries, source URLs and run statistics.")] = None,
+    cluster: Cluster = None,
+    ray_address: RayAddress = None,
+    concurrency: Concurrency = "1",
+    num_cpus: NumCpus = 1.0,
+    num_gpus: NumGpus = 0.0,
+    batch_size: RayBatchSize = None,
+    max_restarts: MaxRestarts = -1,
+    max_task_retries: MaxTaskRetries = 3,
     glossary: Annotated[str | None, typer.Option(
         "--glossary", help="Pin terms: a stored glossary's name (`newsmt glossary list`) or a TSV/CSV file of "
         "source term, English term.")] = None,
@@ -96,8 +126,10 @@ def translate(
     """Bulk-translate articles; a rerun serves finished work from the cache."""
     # The whole translation is written anyway, so its summary is made from it (never from picked sentences).
     summary = {"strategy": TRANSLATE_THEN_SUMMARIZE} if with_summary else None
+    ray = _ray_options(cluster, ray_address, concurrency, num_cpus, num_gpus, batch_size, max_restarts,
+                       max_task_retries)
     _bulk(paths, out, source=source, beam_size=beam_size, progress=progress, summary=summary,
-          report_path=report_path, glossary=glossary)
+          report_path=report_path, ray=ray, glossary=glossary)
 
 
 @app.command()
@@ -114,44 +146,64 @@ def summarize(
     max_sentences: Annotated[int | None, typer.Option(help="Override NEWSMT_SUMMARY_MAX_SENTENCES.")] = None,
     beam_size: BeamSize = None,
     progress: Progress = None,
+    cluster: Cluster = None,
+    ray_address: RayAddress = None,
+    concurrency: Concurrency = "1",
+    num_cpus: NumCpus = 1.0,
+    num_gpus: NumGpus = 0.0,
+    batch_size: RayBatchSize = None,
+    max_restarts: MaxRestarts = -1,
+    max_task_retries: MaxTaskRetries = 3,
 ) -> None:
     """Summarize articles in English (translating as the strategy needs); a rerun is served from the cache."""
     summary = {"method": method, "strategy": strategy, "max_words": max_words, "ratio": ratio,
                "max_sentences": max_sentences}
+    ray = _ray_options(cluster, ray_address, concurrency, num_cpus, num_gpus, batch_size, max_restarts,
+                       max_task_retries)
     _bulk(paths, out, source=source, beam_size=beam_size, progress=progress, summary=summary,
-          write_translations=False)
+          write_translations=False, ray=ray)
+
+
+def _ray_options(cluster: str | None, address: str | None, concurrency: str, num_cpus: float, num_gpus: float,
+                 batch_size: int | None, max_restarts: int, max_task_retries: int) -> dict[str, Any] | None:
+    """The --cluster options, checked; None for a local run (which then never imports Ray)."""
+    if cluster is None:
+        return None
+    if cluster != "ray":
+        raise _fail(f"--cluster must be 'ray', got '{cluster}'", EXIT_USAGE)
+    return {"address": address, "concurrency": concurrency, "num_cpus": num_cpus, "num_gpus": num_gpus,
+            "batch_size": batch_size, "max_restarts": max_restarts, "max_task_retries": max_task_retries}
 
 
 def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, progress: bool | None,
           summary: dict[str, Any] | None, write_translations: bool = True, report_path: Path | None = None,
-          glossary: str | None = None) -> None:
-    """What `translate` and `summarize` share: discover, run the tree, report; exit 1 if any article failed.
-    `summary` (SummaryOptions overrides) switches summaries on."""
+          ray: dict[str, Any] | None = None, glossary: str | None = None) -> None:
+    """What `translate` and `summarize` share: discover, run the tree (here or on Ray), report; exit 1 if any
+    article failed. `summary` (SummaryOptions overrides) switches summaries on."""
     settings = _settings()
     if source not in SOURCE_CHOICES:
         raise _fail(f"--source must be one of {', '.join(SOURCE_CHOICES)}", EXIT_USAGE)
     try:
-        sources = discover(paths, documents=write_translations)
         options = SummaryOptions.from_settings(settings, **summary) if summary is not None else None
+        if ray is not None and glossary is not None:
+            raise _fail("--glossary is not supported with --cluster ray yet; run it without --cluster", EXIT_USAGE)
         pinned = GlossaryStore(settings.glossaries_dir).resolve(glossary) if glossary is not None else None
-    except NewsMTError as exc:
+        if ray is None:
+            report, loaded = _bulk_here(settings, paths, out, source=source, beam_size=beam_size, progress=progress,
+                                        options=options, write_translations=write_translations,
+                                        report_path=report_path, glossary=pinned)
+        else:
+            report, loaded = _bulk_on_ray(settings, paths, out, ray, source=source, beam_size=beam_size,
+                                          progress=progress, options=options, write_translations=write_translations,
+                                          report_path=report_path)
+    except typer.Exit:  # a usage error already reported (click's Exit is a RuntimeError: not the cluster's)
+        raise
+    except NewsMTError as exc:  # found before any work: bad usage or input (exit 2), or e.g. a model load
         raise _failed(exc) from exc
-    if not sources:
-        raise _fail(f"no articles (*.txt, *.md, *.jsonl{', documents' if write_translations else ''}) under "
-                    f"{', '.join(map(str, paths))}", EXIT_USAGE)
-    cache = SegmentCache.from_settings(settings)
-    manager = ModelManager(settings)
-    pipeline = Pipeline(settings, manager, cache)
-    try:
-        report = translate_tree(pipeline, sources, out, source_lang=source, beam_size=beam_size, progress=progress,
-                                summarizer=Summarizer(pipeline) if options else None, summary_options=options,
-                                write_translations=write_translations, report=report_path, glossary=pinned)
+    except RuntimeError as exc:  # the cluster run failed as a whole
+        raise _fail(str(exc)) from exc
     except OSError as exc:
         raise _fail(f"cannot write output under {out}: {exc}") from exc
-    finally:
-        manager.close()
-        cache.close()
-    loaded = manager.load_count
     summaries = ", ".join(f"{engine} {n}" for engine, n in report.summary_engines.most_common()) or "none"
     typer.echo(
         f"{'translated' if write_translations else 'summarized'} {report.articles - report.failed}/"
@@ -166,6 +218,42 @@ def _bulk(paths: list[Path], out: Path, *, source: str, beam_size: int | None, p
         for line in dict.fromkeys(report.errors):
             typer.secho(f"failed: {line}", err=True, fg=typer.colors.RED)
         raise typer.Exit(EXIT_FAILED)
+
+
+def _bulk_here(settings: Settings, paths: list[Path], out: Path, *, source: str, beam_size: int | None,
+               progress: bool | None, options: SummaryOptions | None, write_translations: bool,
+               report_path: Path | None, glossary: Glossary | None = None) -> tuple[BulkSummary, int]:
+    """The local run: this process's pipeline. Returns the statistics and how many models it loaded."""
+    sources = discover(paths, documents=write_translations)
+    if not sources:
+        raise _fail(no_articles_message(paths, documents=write_translations), EXIT_USAGE)
+    cache = SegmentCache.from_settings(settings)
+    manager = ModelManager(settings)
+    pipeline = Pipeline(settings, manager, cache)
+    try:
+        report = translate_tree(pipeline, sources, out, source_lang=source, beam_size=beam_size, progress=progress,
+                                summarizer=Summarizer(pipeline) if options else None, summary_options=options,
+                                write_translations=write_translations, report=report_path, glossary=glossary)
+    finally:
+        manager.close()
+        cache.close()
+    return report, manager.load_count
+
+
+def _bulk_on_ray(settings: Settings, paths: list[Path], out: Path, ray: dict[str, Any], *, source: str,
+                 beam_size: int | None, progress: bool | None, options: SummaryOptions | None,
+                 write_translations: bool, report_path: Path | None) -> tuple[BulkSummary, int]:
+    """The cluster run (service/bulk/cluster.py), imported only here so that a local run never imports Ray."""
+    try:
+        from service.bulk.cluster import ActorPool, translate_on_ray
+    except ImportError as exc:
+        raise _fail(f"--cluster ray needs Ray: pip install -e '.[cluster]' ({exc})", EXIT_USAGE) from exc
+    min_size, max_size = ActorPool.parse_concurrency(ray["concurrency"])
+    pool = ActorPool(min_size, max_size, ray["num_cpus"], ray["num_gpus"], ray["batch_size"], ray["max_restarts"],
+                     ray["max_task_retries"])
+    return translate_on_ray(settings, paths, out, address=ray["address"], pool=pool, source_lang=source,
+                            beam_size=beam_size, progress=progress, summary_options=options,
+                            write_translations=write_translations, report=report_path)
 
 
 @app.command()

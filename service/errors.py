@@ -4,12 +4,25 @@ once, at the edges, so that the core never knows which surface it is serving."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+
+def _rebuild(cls: type[NewsMTError], args: tuple[Any, ...], state: dict[str, Any]) -> NewsMTError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class NewsMTError(Exception):
     """Base class; `code` is a stable machine-readable name used by the HTTP error body and results.jsonl."""
 
     code = "error"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by state, not by calling `__init__` again: subclasses whose constructor takes other arguments than
+        the message (UnsupportedLanguage, ModelNotInstalled) must cross process boundaries too (cluster workers)."""
+        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 class InvalidInput(NewsMTError):

@@ -138,7 +138,9 @@ def test_models_import_then_translate_and_cache_clear(tmp_path: Path, tiny_model
 
 
 @pytest.mark.parametrize("args", [["translate", "does-not-exist", "--out", "x"],
-                                  ["translate", str(SEEDS), "--out", "x", "--source", "fr"]])
+                                  ["translate", str(SEEDS), "--out", "x", "--source", "fr"],
+                                  ["translate", str(SEEDS), "--out", "x", "--cluster", "spark"],
+                                  ["translate", str(SEEDS), "--out", "x", "--cluster", "ray", "--concurrency", "3,1"]])
 def test_usage_errors_exit_2_and_write_nothing(settings: Settings, args: list[str], tmp_path: Path) -> None:
     # Run where the relative --out would land (a good run does create it there: see the import test below).
     result = newsmt(args, settings, cwd=tmp_path)

@@ -95,6 +95,12 @@ class SegmentCache:
                 ttl_seconds: float | None = None) -> SegmentCache:
         return cls(DiskCache(directory, size_limit, retry_seconds, HEALTH_CHECK_SECONDS, ttl_seconds), memory_limit)
 
+    @property
+    def shared(self) -> bool:
+        """Whether processes on other machines may use this cache at once: the Redis tier may, a local diskcache
+        folder may not, so a cluster run with more than one node refuses it (service/bulk/cluster.py)."""
+        return self.link is not None
+
     # -- health and counts -----------------------------------------------------------------------------------
     @property
     def available(self) -> bool:

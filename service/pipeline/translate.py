@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -133,7 +133,7 @@ class ArticleResult:
 
 
 @dataclass
-class _Segment:
+class Segment:
     article: int
     paragraph: int
     task: str
@@ -147,7 +147,7 @@ class _Segment:
 
 
 @dataclass
-class _Work:
+class ArticleWork:
     """Per-article state while a batch of articles moves through the pipeline."""
 
     result: ArticleResult
@@ -155,14 +155,25 @@ class _Work:
     separator: str
     languages: list[str]
     doc_key: str = ""
-    segments: list[_Segment] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class SegmentLookup:
+    """The segments of a set of articles after one cache read: translations found so far, misses left to run."""
+
+    found: dict[str, SentenceResult]
+    #: task -> segment key -> segment: each distinct miss once, however many articles hold it.
+    misses: dict[str, dict[str, Segment]] = field(default_factory=lambda: defaultdict(dict))
+    #: The misses' sentences as cache values, once made: not yet in the cache.
+    produced: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class PendingArticles:
     """Articles between `Pipeline.lookup` and `Pipeline.finish`: results filled in where the article cache had them."""
 
-    works: list[_Work]
+    works: list[ArticleWork]
     texts: list[str]
     source: str
     gen: GenerationSettings
@@ -232,8 +243,8 @@ class Pipeline:
         ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
         signature = self.models_signature()
         extra = {"glossary": glossary.digest} if glossary is not None else {}
-        works = [_Work(ArticleResult(id=article_id), [], "\n", [],
-                       doc_key=self._article_key(text, source, gen, signature, extra))
+        works = [ArticleWork(ArticleResult(id=article_id), [], "\n", [],
+                             doc_key=self._article_key(text, source, gen, signature, extra))
                  for article_id, text in zip(ids, texts, strict=True)]
         cached = self.cache.get_many((w.doc_key for w in works), may_reopen=may_block)  # one read for all of them
         for work in works:
@@ -246,17 +257,83 @@ class Pipeline:
     def finish(self, pending: PendingArticles) -> list[ArticleResult]:
         """Every stage after `lookup`, for the articles it did not answer, with their misses in shared batches."""
         with self.manager.batcher.arriving():  # an idle engine waits for these misses rather than batching without them
-            for work, text in zip(pending.works, pending.texts, strict=True):
-                if work.result.translation is not None:
-                    continue
-                try:
-                    self._prepare(work, text, pending.source, pending.gen, pending.glossary)
-                except NewsMTError as exc:
-                    work.result.error = exc
-            works = [w for w in pending.works if w.result.ok and w.result.translation is None]
-            self._translate_segments(works, pending.gen)
+            works = self.prepare(pending)
+            lookup = self.lookup_segments(works)
+            failed = self.translate_misses(lookup, pending.gen)
+            self.assemble(works, lookup, failed)
         pending.stamp_elapsed()
         return pending.results
+
+    # -- stages: `finish` runs them in one process; the cluster run (service/bulk/cluster.py) spreads them ------
+    def prepare(self, pending: PendingArticles) -> list[ArticleWork]:
+        """Clean, detect and segment the articles `lookup` did not find; returns those left to translate (an
+        article that fails here carries its error instead)."""
+        for work, text in zip(pending.works, pending.texts, strict=True):
+            if work.result.translation is not None:
+                continue
+            try:
+                self._prepare(work, text, pending.source, pending.gen, pending.glossary)
+            except NewsMTError as exc:
+                work.result.error = exc
+        return [w for w in pending.works if w.result.ok and w.result.translation is None]
+
+    def lookup_segments(self, works: Sequence[ArticleWork],
+                        known: Mapping[str, SentenceResult] | None = None) -> SegmentLookup:
+        """One cache read for every segment of `works` (but those in `known`, sentences already in hand),
+        counting each article's hits and misses. A cached entry that does not read back is a miss."""
+        found: dict[str, SentenceResult] = dict(known or {})
+        segments = [s for w in works for s in w.segments if s.key not in found]
+        cached = self.cache.get_many(s.key for s in segments)
+        for seg in segments:
+            if seg.key in cached and seg.key not in found and \
+                    (sentence := SentenceResult.from_cache(seg.text, cached[seg.key])) is not None:
+                found[seg.key] = sentence
+        lookup = SegmentLookup(found)
+        for work in works:
+            work.result.cache_hits = work.result.cache_misses = 0
+            for seg in work.segments:
+                if seg.key in found:
+                    work.result.cache_hits += 1
+                else:
+                    work.result.cache_misses += 1
+                    lookup.misses[seg.task].setdefault(seg.key, seg)
+        return lookup
+
+    def translate_misses(self, lookup: SegmentLookup, gen: GenerationSettings) -> dict[str, NewsMTError]:
+        """Send the distinct misses (their model input: glossary terms replaced) to the engines (loaded on first
+        use); their sentences go into `lookup.found`, and their cache values into `lookup.produced` (stored by
+        `assemble`). Returns the error of each task whose model could not run."""
+        failed: dict[str, NewsMTError] = {}
+        for task, by_key in lookup.misses.items():
+            try:
+                outputs = self._infer(task, [seg.model_input for seg in by_key.values()], gen)
+            except NewsMTError as exc:
+                failed[task] = exc
+                continue
+            sentences = {key: _sentence(seg, output)
+                         for (key, seg), output in zip(by_key.items(), outputs, strict=True)}
+            lookup.produced.update((key, sentence.cache_value()) for key, sentence in sentences.items())
+            lookup.found.update(sentences)
+        return failed
+
+    def assemble(self, works: Sequence[ArticleWork], lookup: SegmentLookup, failed: dict[str, NewsMTError]) -> None:
+        """Join each article's sentences back into paragraphs, then store every new entry, sentences and whole
+        articles, in one cache write."""
+        found, produced = lookup.found, dict(lookup.produced)
+        for work in works:
+            broken = next((failed[s.task] for s in work.segments if s.task in failed), None)
+            if broken is not None:
+                work.result.error = broken
+                continue
+            by_paragraph: dict[int, list[SentenceResult]] = defaultdict(list)
+            for seg in work.segments:
+                sentence = found[seg.key]
+                by_paragraph[seg.paragraph].append(sentence if sentence.source == seg.text else
+                                                   SentenceResult(seg.text, sentence.translation, sentence.score,
+                                                                  sentence.alternatives, sentence.terms))
+            self._finish(work, by_paragraph)
+            produced[work.doc_key] = self._cached_article(work.result)
+        self.cache.set_many(produced)
 
     # -- stages ----------------------------------------------------------------------------------------------
     def prepare_document(self, text: str, source: str, result: ArticleResult) -> tuple[CleanedDocument, list[str]]:
@@ -298,7 +375,7 @@ class Pipeline:
         """Key of a whole article's result: over the raw text as received, so a repeat costs one lookup."""
         return cache_key("article", "translate", signature, "", {**gen.key(), "source": source, **extra}, text)
 
-    def _prepare(self, work: _Work, text: str, source: str, gen: GenerationSettings,
+    def _prepare(self, work: ArticleWork, text: str, source: str, gen: GenerationSettings,
                  glossary: Glossary | None = None) -> None:
         """Clean, detect, resolve models and segment an article the article-level cache did not have."""
         result = work.result
@@ -322,7 +399,7 @@ class Pipeline:
                 else:
                     protected, settings, model_input = None, key_settings, sentence
                 key = cache_key("segment", task, models[task].model_id, models[task].revision, settings, model_input)
-                work.segments.append(_Segment(len(work.segments), p, task, sentence, key, protected))
+                work.segments.append(Segment(len(work.segments), p, task, sentence, key, protected))
         result.segments = len(work.segments)
 
     def _languages(self, result: ArticleResult, paragraphs: list[str], source: str) -> list[str]:
@@ -387,50 +464,7 @@ class Pipeline:
             "separator": result.separator,
         }, ensure_ascii=False)
 
-    def _translate_segments(self, works: list[_Work], gen: GenerationSettings) -> None:
-        """Look every segment up at once, send only the distinct misses to the engines, store, join."""
-        segments = [s for w in works for s in w.segments]
-        cached = self.cache.get_many(s.key for s in segments)
-        found: dict[str, SentenceResult] = {}
-        for seg in segments:
-            if seg.key in cached and (sentence := SentenceResult.from_cache(seg.text, cached[seg.key])) is not None:
-                found[seg.key] = sentence
-        misses: dict[str, dict[str, _Segment]] = defaultdict(dict)  # task -> key -> segment
-        for work in works:
-            for seg in work.segments:
-                if seg.key in found:
-                    work.result.cache_hits += 1
-                else:
-                    work.result.cache_misses += 1
-                    misses[seg.task].setdefault(seg.key, seg)
-        failed: dict[str, NewsMTError] = {}
-        produced: dict[str, str] = {}  # every new entry, sentences and articles, stored in one write at the end
-        for task, by_key in misses.items():
-            try:
-                outputs = self._infer(task, [seg.model_input for seg in by_key.values()], gen)
-            except NewsMTError as exc:
-                failed[task] = exc
-                continue
-            sentences = {key: _sentence(seg, output)
-                         for (key, seg), output in zip(by_key.items(), outputs, strict=True)}
-            produced.update((key, sentence.cache_value()) for key, sentence in sentences.items())
-            found.update(sentences)
-        for work in works:
-            broken = next((failed[s.task] for s in work.segments if s.task in failed), None)
-            if broken is not None:
-                work.result.error = broken
-                continue
-            by_paragraph: dict[int, list[SentenceResult]] = defaultdict(list)
-            for seg in work.segments:
-                sentence = found[seg.key]
-                by_paragraph[seg.paragraph].append(sentence if sentence.source == seg.text else
-                                                   SentenceResult(seg.text, sentence.translation, sentence.score,
-                                                                  sentence.alternatives, sentence.terms))
-            self._finish(work, by_paragraph)
-            produced[work.doc_key] = self._cached_article(work.result)
-        self.cache.set_many(produced)
-
-    def _finish(self, work: _Work, by_paragraph: dict[int, list[SentenceResult]]) -> None:
+    def _finish(self, work: ArticleWork, by_paragraph: dict[int, list[SentenceResult]]) -> None:
         paragraphs = []
         for p, (source, lang) in enumerate(zip(work.paragraphs, work.languages, strict=True)):
             sentences = by_paragraph.get(p, []) if lang != TARGET_LANGUAGE else []
@@ -456,7 +490,7 @@ class Pipeline:
         return [join_generations([generated[p] for p in pieces], [len(p) for p in pieces]) for pieces in pieces_of]
 
 
-def _sentence(segment: _Segment, generation: Generation) -> SentenceResult:
+def _sentence(segment: Segment, generation: Generation) -> SentenceResult:
     """A segment's translation from its generation, with its glossary terms restored and checked (each hypothesis
     restored alike, so alternatives keep the pinned terms too)."""
     applied = segment.protected.applied if segment.protected is not None else ()
