@@ -150,9 +150,10 @@ def worker_env(newsmt_env: dict[str, str]) -> dict[str, str]:
     return {**env, **newsmt_env, "HF_HUB_OFFLINE": "1"}
 
 
-def prepare_peer(work: Path, params: BenchParams) -> dict[str, Any]:
+def prepare_peer(work: Path, params: BenchParams, settings_given: dict[str, str]) -> dict[str, Any]:
     """The LibreTranslate comparison: newsmt's converted copy of the model as a local directory (converted once, by
-    `newsmt models convert`), argos packages over that same copy, LibreTranslate's own venv, the texts."""
+    `newsmt models convert`), argos packages over that same copy, LibreTranslate's own venv, the texts.
+    `settings_given` (NEWSMT_* names) replace newsmt's defaults on its side of the comparison."""
     from service.config import Settings
     from service.store.convert import find_converted
     from service.store.model_store import ModelStore
@@ -170,11 +171,12 @@ def prepare_peer(work: Path, params: BenchParams) -> dict[str, Any]:
     packages = peer.build_packages(converted.path, hf_model / "source.spm", work / "argos-packages")
     peer.peer_texts(work / peer.TEXTS_FILE, params.peer_texts)
     return {"python": str(peer.ensure_venv()), "packages": str(packages),
-            "target_spm": str(hf_model / "target.spm"), "newsmt_env": env}
+            "target_spm": str(hf_model / "target.spm"), "newsmt_env": {**env, **settings_given}}
 
 
 # -- all of it -----------------------------------------------------------------------------------------------------
-def prepare(cases: list[Case], params: BenchParams, device: str, threads: int, work: Path) -> Context:
+def prepare(cases: list[Case], params: BenchParams, device: str, threads: int, work: Path,
+            peer_settings: dict[str, str] | None = None) -> Context:
     for key in _union(cases, "models"):
         ensure_model(key)
     ct2_models = {key: str(ensure_ct2(key, CT2_QUANTIZATION[device])) for key in _union(cases, "raw_ct2")}
@@ -200,7 +202,7 @@ def prepare(cases: list[Case], params: BenchParams, device: str, threads: int, w
         install_as_pulled(key)
         if use_ct2:
             convert_for_newsmt(task, values, worker_env(newsmt_env))
-    peer = prepare_peer(work, params) if any(case.peer for case in cases) else {}
+    peer = prepare_peer(work, params, peer_settings or {}) if any(case.peer for case in cases) else {}
     return Context(
         device=device, threads=threads, params=params, work_dir=work,
         models={key: str(ensure_model(key)) for key in _union(cases, "models")}, ct2_models=ct2_models,

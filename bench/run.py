@@ -50,7 +50,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="cuda: transformers float16, CTranslate2 int8_float16")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per engine (default: all usable cores)")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the run's scratch folder under results/tmp")
-    return parser.parse_args(argv)
+    parser.add_argument("--peer-newsmt-env", action="append", default=[], metavar="NEWSMT_NAME=VALUE",
+                        help="a setting for newsmt's side of the LibreTranslate comparison instead of its default "
+                             "(repeatable; kept in the results file): to measure an alternative to a default")
+    args = parser.parse_args(argv)
+    for item in args.peer_newsmt_env:
+        if not item.startswith("NEWSMT_") or "=" not in item:
+            parser.error(f"--peer-newsmt-env takes NEWSMT_NAME=VALUE, not {item!r}")
+    return args
 
 
 def run_case(case: Case, context_file: Path, ctx: Context) -> dict[str, Any]:
@@ -95,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                     "the cores, so the figures will be noisy and multi-threaded engines will look slower", load[0],
                     threads)
     try:
-        ctx = prepare(cases, params, args.device, threads, work)
+        peer_settings = dict(item.split("=", 1) for item in args.peer_newsmt_env)
+        ctx = prepare(cases, params, args.device, threads, work, peer_settings)
         context_file = work / "context.json"
         ctx.dump(context_file)
         log.warning("prepared in %.0fs; newsmt runs on %s; %d cases", time.perf_counter() - started,
@@ -123,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "params": asdict(params),
         "threads": threads,
         "architectures": {key: asdict(arch) for key, arch in ARCHITECTURES.items()},
-        "newsmt": {"backend": ctx.newsmt_backend, "env": ctx.newsmt_env},
+        "newsmt": {"backend": ctx.newsmt_backend, "env": ctx.newsmt_env,
+                   "peer_env": ctx.peer.get("newsmt_env", {})},
         "cases": {name: {"title": titles[name][1], **result} for name, result in results.items()},
         "targets": targets,
     }

@@ -101,12 +101,12 @@ class Settings(BaseSettings):
     backend: Backend = Field("auto", description="Inference backend; auto prefers a converted CTranslate2 copy.")
     threads: int = Field(
         0, ge=0, description="Intra-op CPU threads per model replica; 0: torch's default (transformers), or for "
-        "ctranslate2 the usable cores divided by the replicas (see inter_threads)."
+        "ctranslate2 the usable cores up to 4 (with inter_threads set: the cores divided by the replicas)."
     )
     inter_threads: int = Field(
         0, ge=0, description="CTranslate2 replicas per model, each running its own share of a batch on `threads` "
-        "threads (the weights are shared). 0 on a CPU: one replica per usable core, each on one thread, up to 4 "
-        "replicas, the remaining cores going to each replica's threads; on a GPU: 1."
+        "threads (the weights are shared). 0 on a CPU: the usable cores divided by the threads per replica (one "
+        "replica on up to 4 cores); on a GPU: 1."
     )
     ct2_quantization: Ct2Quantization = Field(
         "int8", description="Which converted CTranslate2 copy (`newsmt models convert --quantization`) the "
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         "all concurrent requests."
     )
     batch_max_decoding_tokens: int = Field(
-        3072, ge=1, description="Decoder positions one replica's share of a batch may hold: its segments x beam x "
+        5120, ge=1, description="Decoder positions one replica's share of a batch may hold: its segments x beam x "
         "(longest source + max_output_tokens). Bounds the memory a batch's decoding state takes, which concurrent "
         "requests would otherwise fill up to batch_size."
     )

@@ -198,12 +198,12 @@ def test_torch_dynamic_int8(tmp_path: Path, tiny_models: dict[str, Path]) -> Non
     assert reference.ok
 
 
-def test_cpu_threads_fill_the_cores_with_single_threaded_replicas_by_default() -> None:
+def test_cpu_threads_by_default_give_each_replica_up_to_four_cores() -> None:
     from service.engines.ctranslate2_engine import cpu_threads
 
-    assert cpu_threads(0, 0, cores=2) == (2, 1)
+    assert cpu_threads(0, 0, cores=2) == (1, 2)  # a lone batch runs on every core
     assert cpu_threads(0, 0, cores=1) == (1, 1)
-    assert cpu_threads(0, 0, cores=16) == (4, 4)  # up to MAX_AUTO_REPLICAS, the rest as threads
+    assert cpu_threads(0, 0, cores=16) == (4, 4)  # more cores: more replicas of AUTO_THREADS_PER_REPLICA threads
     assert cpu_threads(0, 1, cores=8) == (1, 8)  # one side set: the other fills the cores
     assert cpu_threads(2, 0, cores=8) == (4, 2)
     assert cpu_threads(3, 2, cores=8) == (2, 3)  # both set: as given

@@ -54,9 +54,9 @@ def variant_name(quantization: str, device: str) -> str:
     return f"ctranslate2-{precision}-{device}"
 
 
-#: The most replicas the automatic CPU split makes: beyond it the extra cores go to each replica's threads, since every
-#: replica holds a batch's decoding state of its own and a request rarely has more segments than that to spread.
-MAX_AUTO_REPLICAS = 4
+#: Threads the automatic CPU split gives each replica (CTranslate2's own default for one translator): a replica
+#: runs a whole batch on all of them; more cores than that become more replicas.
+AUTO_THREADS_PER_REPLICA = 4
 
 
 def usable_cores() -> int:
@@ -66,14 +66,18 @@ def usable_cores() -> int:
 def cpu_threads(threads: int, inter_threads: int, cores: int | None = None) -> tuple[int, int]:
     """(replicas, threads per replica) on a CPU; 0 means "choose" for either.
 
-    Why replicas first: one batch on all cores keeps only part of them busy (its OpenMP threads wait for each other
-    at every layer of every decoding step, for a thread the OS descheduled on a shared box most of all), while
-    replicas on one thread each never wait for one another. So the automatic split is one single-threaded replica
-    per core, up to MAX_AUTO_REPLICAS, and a value set for one side is honoured with the other derived from it so
-    that replicas x threads fills the cores without oversubscribing them."""
+    Why few replicas with several threads each: what bounds the throughput of concurrent requests is the memory of
+    the segments decoding at once (NEWSMT_BATCH_MAX_DECODING_TOKENS per replica), and within the same number of
+    segments one batch on all cores beat the same segments split among single-threaded replicas: those leave cores
+    idle whenever a request has fewer segments than there are replicas (a one-sentence request, the first
+    translation after a start), and each replica's share of a batch was smaller. The measurements behind the
+    rule, and its caveat for busy shared hosts, are in bench/README.md. A value set for one side is honoured with
+    the other derived from it so that replicas x threads fills the cores; both set are taken as given."""
     cores = cores or usable_cores()
+    if threads == 0 and inter_threads == 0:
+        threads = min(cores, AUTO_THREADS_PER_REPLICA)
     if inter_threads == 0:
-        inter_threads = max(1, cores // threads) if threads else min(cores, MAX_AUTO_REPLICAS)
+        inter_threads = max(1, cores // threads)
     return inter_threads, threads or max(1, cores // inter_threads)
 
 
