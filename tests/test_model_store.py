@@ -47,6 +47,25 @@ def test_import_registers_a_directory_and_the_manager_loads_it(tmp_path: Path, t
     assert ModelStore(explicit).resolve("translate:he-en").origin == "local"
 
 
+def test_a_model_installed_by_another_process_is_found_by_a_running_manager(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    """A server's manager looks for a missing model again after MISSING_RECHECK_SECONDS, so a model pulled or
+    imported from the command line while the server runs is used without a restart."""
+    import time
+
+    from service.engines.manager import MISSING_RECHECK_SECONDS
+
+    settings = _bare_settings(tmp_path)
+    manager = ModelManager(settings)
+    for _ in range(2):  # the second answer comes from the memo, and is the same clear error
+        with pytest.raises(ModelNotInstalled, match="newsmt models pull translate:he-en"):
+            manager.resolve("translate:he-en")
+    ModelStore(settings).import_dir("translate:he-en", tiny_models["he"])  # "another process": its own store
+    time.sleep(MISSING_RECHECK_SECONDS + 0.1)
+    assert manager.resolve("translate:he-en").path == tiny_models["he"].resolve()
+
+
 def _gen():  # type: ignore[no-untyped-def]
     from service.engines.base import GenerationSettings
 

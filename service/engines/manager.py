@@ -24,10 +24,14 @@ from service.config import TASKS, Settings
 from service.engines.base import Engine
 from service.engines.batcher import BatchHook, DynamicBatcher
 from service.engines.factory import load_engine, plan_engine
-from service.errors import ModelLoadError
+from service.errors import ModelLoadError, ModelNotInstalled
 from service.store.model_store import ModelStore, ResolvedModel, task_or_error
 
 log = logging.getLogger(__name__)
+
+
+#: How long a model found missing is taken to be still missing (see `ModelManager.resolve`).
+MISSING_RECHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -68,6 +72,8 @@ class ModelManager:
         self._unloading: set[str] = set()
         self._held = threading.local()  # task -> leases this thread holds, so a nested lease never waits on itself
         self._resolved: dict[str, ResolvedModel] = {}
+        #: A task whose model was not found: the error and when, so it is looked for again only after a moment.
+        self._missing: dict[str, tuple[ModelNotInstalled, float]] = {}
         self._variants: dict[str, str] = {}
         self.load_count = 0
         #: Why each task's last load failed (cleared by a successful load): readiness reports it.
@@ -78,26 +84,42 @@ class ModelManager:
                                       max_decoding_tokens=settings.batch_max_decoding_tokens)
 
     def resolve(self, task: str) -> ResolvedModel:
-        """The task's model on disk (memoised until `forget`); raises ModelNotInstalled with the install command."""
+        """The task's model on disk (memoised until `forget`); raises ModelNotInstalled with the install command.
+
+        A model that is not installed is looked for again at most every MISSING_RECHECK_SECONDS, not on every call:
+        every request's cache key names every translation model, so a server with one of them missing would
+        otherwise read the model registry and manifests from disk for each request, cache hits included. A model
+        installed while the server runs (`newsmt models pull` in another process) is found that much later; an
+        import or pull through this process forgets at once."""
         task_or_error(task)
         loaded = self._loaded.get(task)
         if loaded is not None:
             return loaded.model
         found = self._resolved.get(task)
-        if found is None:
-            try:
-                found = self._resolved[task] = self.store.resolve(task)
-            except ModelLoadError as exc:  # e.g. a broken config.json: say which task's model it is
-                raise ModelLoadError(f"{task}: {exc}") from exc
+        if found is not None:
+            return found
+        missing = self._missing.get(task)
+        if missing is not None and time.monotonic() - missing[1] < MISSING_RECHECK_SECONDS:
+            raise missing[0].with_traceback(None)  # a fresh traceback: one raised again must not grow one
+        try:
+            found = self._resolved[task] = self.store.resolve(task)
+        except ModelNotInstalled as exc:
+            self._missing[task] = (exc, time.monotonic())
+            raise
+        except ModelLoadError as exc:  # e.g. a broken config.json: say which task's model it is
+            raise ModelLoadError(f"{task}: {exc}") from exc
+        self._missing.pop(task, None)
         return found
 
     def forget(self, task: str | None = None) -> None:
         """Drop memoised resolutions (after an import or pull changed what is on disk)."""
         if task is None:
             self._resolved.clear()
+            self._missing.clear()
             self._variants.clear()
         else:
             self._resolved.pop(task, None)
+            self._missing.pop(task, None)
             self._variants.pop(task, None)
 
     def variant(self, task: str) -> str:

@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from service.engines.base import Generation, Hypothesis
 
 
@@ -52,7 +54,7 @@ class SentenceResult:
         if not value.startswith('{"translation"'):
             return cls(source, value)  # cached before scores existed: a translation with no score
         try:
-            data = json.loads(value)
+            data = orjson.loads(value)
             score = data["score"]
             return cls(source, str(data["translation"]), None if score is None else float(score),
                        [Hypothesis(str(text), float(s)) for text, s in data["alternatives"]],

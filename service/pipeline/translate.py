@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 from service.cache.segment_cache import SegmentCache, cache_key
 from service.config import SOURCE_LANGUAGES, TARGET_LANGUAGE, Settings, translation_task
 from service.engines.base import Generation, GenerationSettings, Hypothesis
@@ -430,7 +432,7 @@ class Pipeline:
         """Fill `result` from a cached article; False (recompute) for an entry that does not read back whole,
         such as one written before sentences were kept (its sentences still come from the segment cache)."""
         try:
-            data = json.loads(cached)
+            data = orjson.loads(cached)
             paragraphs = []
             for p in data["paragraphs"]:
                 sentences = [SentenceResult.from_cache(str(s["source"]), str(s["value"])) for s in p["sentences"]]
