@@ -20,9 +20,9 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from service.api.deps import Admitted, State, admit
 from service.api.libretranslate import DOWNLOAD_PREFIX, api_key_field, required_str
 from service.api.schemas import DocumentInfo, ModelRef, Source, TranslatedFileUrl
-from service.bulk.run import safe_file_name
 from service.config import TARGET_LANGUAGE
 from service.errors import InvalidInput
+from service.pipeline.articles import safe_file_name
 from service.pipeline.translate import SOURCE_CHOICES, ArticleResult
 from service.serving.documents import StoredDocument
 from service.serving.state import ServiceState

@@ -22,8 +22,8 @@ from starlette.datastructures import UploadFile
 
 from service.api.deps import AdmittedCaller
 from service.api.schemas import JobInfo, JobRequest
-from service.bulk.run import JSONL_SUFFIX, ArticleSource, check_unique_ids, jsonl_articles, safe_file_name
 from service.errors import InvalidInput, UnsupportedFormat
+from service.pipeline.articles import JSONL_SUFFIX, ArticleSource, check_unique_ids, jsonl_articles, safe_file_name
 from service.pipeline.translate import SOURCE_CHOICES
 from service.serving.jobs import Job
 

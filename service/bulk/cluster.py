@@ -39,13 +39,10 @@ from ray.data import ActorPoolStrategy, DataContext
 
 from service.bulk.run import (
     DOCUMENT_SUFFIXES,
-    TRANSLATION_SUFFIX,
-    ArticleSource,
     RunOutputs,
     check_summary_options,
     input_files,
     is_jsonl,
-    jsonl_article,
     no_articles_message,
     read_sources,
 )
@@ -54,6 +51,7 @@ from service.cache.segment_cache import SegmentCache
 from service.config import TARGET_LANGUAGE, TASKS, Settings
 from service.engines.manager import ModelManager
 from service.errors import InvalidInput, ModelLoadError, ModelNotInstalled, NewsMTError
+from service.pipeline.articles import TRANSLATION_SUFFIX, ArticleSource, jsonl_article
 from service.pipeline.sentences import SentenceResult
 from service.pipeline.summarize import SUMMARIZE_THEN_TRANSLATE, Summarizer, SummaryOptions, SummaryResult
 from service.pipeline.translate import ArticleResult, ArticleWork, Pipeline
@@ -185,7 +183,7 @@ def _expand(row: dict[str, Any]) -> list[dict[str, Any]]:
         except (InvalidInput, UnicodeDecodeError) as exc:
             error = exc if isinstance(exc, InvalidInput) else InvalidInput(f"{item.path}:{number}: not UTF-8: {exc}")
             name = f"{item.stem}/{number}"
-            src = ArticleSource(name, item.path, f"{name}.en.txt", "", number)
+            src = ArticleSource(name, item.path, f"{name}{TRANSLATION_SUFFIX}", "", number)
             rows.append(_row(_Article(src, ArticleResult(id=name, error=error), readable=False)))
     return rows
 

@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import anyio
 
-from service.bulk.run import ArticleSource, result_record
 from service.config import Settings
 from service.errors import InputTooLarge, InvalidInput, NotFound
 from service.files import write_atomic
+from service.pipeline.articles import ArticleSource, result_record
 from service.pipeline.translate import ArticleResult
 
 log = logging.getLogger(__name__)
