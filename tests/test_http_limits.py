@@ -123,8 +123,10 @@ def test_model_not_installed_is_503_naming_the_install_command(live_server: Call
 
 def test_timeout_is_504_and_overload_is_429_with_retry_after(live_server: Callable[..., LiveServer]) -> None:
     # A time limit no translation can meet makes the timeout deterministic; the work it abandons (loading the model,
-    # then four uncached articles) runs on in the background for far longer than the next two requests take.
-    server = live_server(request_timeout_seconds=0.001, max_inflight_requests=1, overload_retry_after_seconds=3)
+    # then four uncached articles, with room for long outputs) runs on in the background for far longer than the next
+    # two requests take.
+    server = live_server(request_timeout_seconds=0.001, max_inflight_requests=1, overload_retry_after_seconds=3,
+                         max_output_tokens=64)
     repeated = paragraph("003", 1)
     [stored_before] = make_pipeline(server.settings)[0].translate([repeated])  # the same cache, from another process
     slow = "\n\n".join(seed(name) for name in ("001", "002", "003", "004"))
